@@ -1,1 +1,69 @@
-fn main() {}
+//! The `raftcast` binary: parse the command line, set up logging, run — wiring only.
+
+use raftcast::config::{parse_invocation, Invocation, LogFormat};
+
+fn init_tracing(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("signal received");
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let invocation = match parse_invocation() {
+        Ok(i) => i,
+        Err(e) => e.exit(),
+    };
+    match invocation {
+        Invocation::Serve(config) => {
+            init_tracing(&config.log_level, config.log_format);
+            for w in config.warnings() {
+                tracing::warn!("{w}");
+            }
+            let listener = match tokio::net::TcpListener::bind(config.listen_addr()).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::error!(addr = %config.listen_addr(), error = %e, "cannot listen on the public port");
+                    return std::process::ExitCode::from(1);
+                }
+            };
+            match raftcast::run(config, listener, shutdown_signal()).await {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "raftcast stopped");
+                    std::process::ExitCode::from(1)
+                }
+            }
+        }
+        Invocation::Status(_) | Invocation::Chaos(_) => {
+            eprintln!("this subcommand is not available yet");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,258 @@
-fn main() {}
+//! raftcast-bench: a Socket.IO load generator (Engine.IO 4 / Socket.IO 5 over WebSocket) and
+//! the report writer for `bench/run.sh`.
+//!
+//! ```text
+//! raftcast-bench scenario --scenario fanout --system baseline --nodes 127.0.0.1:5011,... \
+//!     --api-key k --pids 123,124,125 --pid-file /tmp/redis.pid --profile smoke --out r.json
+//! raftcast-bench wait --nodes 127.0.0.1:5011 --path /healthz --timeout-s 30
+//! raftcast-bench report --results bench/results/latest --out bench
+//! ```
+
+mod client;
+mod error;
+mod hist;
+mod http;
+mod procstat;
+mod report;
+mod result;
+mod scenario;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::error::{BenchError, Result};
+use crate::scenario::{Env, Profile};
+
+#[derive(Parser)]
+#[command(version, about = "raftcast benchmark harness")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScenarioName {
+    /// M1 memory per idle connection + M6 handshakes/s
+    Idle,
+    /// M3 CPU per million deliveries + M2 max one-room fan-out
+    Fanout,
+    /// M4 cross-node latency at 100 emits/s + M5 max cross-node emits/s
+    Crossnode,
+    /// M7 leader kill / Redis restart during 1,000 emits/s
+    Failover,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProfileName {
+    Smoke,
+    Full,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one scenario against a running system and write its JSON result.
+    Scenario {
+        #[arg(long, value_enum)]
+        scenario: ScenarioName,
+        /// Name of the system under test (raftcast, baseline, raw).
+        #[arg(long)]
+        system: String,
+        /// Public addresses of the nodes, comma-separated (node id = position).
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<SocketAddr>,
+        #[arg(long, default_value = "k")]
+        api_key: String,
+        /// Server pids in node order, sampled in /proc for RSS and CPU.
+        #[arg(long, value_delimiter = ',')]
+        pids: Vec<u32>,
+        /// Extra pid files whose process counts as part of the system (e.g. Redis).
+        #[arg(long)]
+        pid_file: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "smoke")]
+        profile: ProfileName,
+        /// Number of 127.0.0.x source addresses to spread client connections over.
+        #[arg(long, default_value_t = 4)]
+        source_ips: u8,
+        /// M7: find the Raft leader via GET /cluster/status and SIGKILL its pid.
+        #[arg(long)]
+        kill_leader: bool,
+        /// M7: shell command that disrupts the system (e.g. restarts Redis).
+        #[arg(long)]
+        disrupt_cmd: Option<String>,
+        /// Override the profile's connection count for `idle`.
+        #[arg(long)]
+        conns: Option<usize>,
+        /// Override the profile's settle time for `idle`, in seconds.
+        #[arg(long)]
+        settle_s: Option<u64>,
+        /// Override the profile's one-room fan-out member count.
+        #[arg(long)]
+        members: Option<usize>,
+        /// Override the profile's number of ramp steps (M2 and M5).
+        #[arg(long)]
+        max_steps: Option<usize>,
+        /// Override the profile's step duration, in seconds.
+        #[arg(long)]
+        step_s: Option<u64>,
+        #[arg(long, default_value_t = 1)]
+        round: u32,
+        /// Runtime worker threads of the load generator (1 leaves the other core to servers).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Wait until every node answers 200 on `path`.
+    Wait {
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<SocketAddr>,
+        #[arg(long, default_value = "/healthz")]
+        path: String,
+        #[arg(long, default_value_t = 30)]
+        timeout_s: u64,
+    },
+    /// Aggregate result JSONs into RESULTS.md and plots.
+    Report {
+        /// Directory with the scenario JSON files.
+        #[arg(long)]
+        results: PathBuf,
+        /// Directory that receives RESULTS.md and plots/.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()?)
+}
+
+fn main() {
+    if let Err(e) = real_main() {
+        eprintln!("raftcast-bench: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Scenario {
+            scenario,
+            system,
+            nodes,
+            api_key,
+            pids,
+            pid_file,
+            profile,
+            source_ips,
+            kill_leader,
+            disrupt_cmd,
+            conns,
+            settle_s,
+            step_s,
+            members,
+            max_steps,
+            round,
+            threads,
+            out,
+        } => {
+            let mut profile = match profile {
+                ProfileName::Smoke => Profile::smoke(),
+                ProfileName::Full => Profile::full(),
+            };
+            if let Some(c) = conns {
+                profile.idle_conns = c;
+            }
+            if let Some(s) = settle_s {
+                profile.idle_settle_s = s;
+            }
+            if let Some(m) = members {
+                profile.fan_members = m;
+            }
+            if let Some(m) = max_steps {
+                profile.fan_max_steps = m;
+                profile.cross_max_steps = m;
+            }
+            if let Some(s) = step_s {
+                profile.step_s = s;
+            }
+            if source_ips == 0 {
+                return Err(BenchError::Config("--source-ips must be at least 1".into()));
+            }
+            let env = Env {
+                system,
+                nodes,
+                api_key,
+                watched: procstat::Watched {
+                    pids: pids.clone(),
+                    pid_files: pid_file,
+                },
+                pids,
+                source_ips: (1..=source_ips)
+                    .map(|i| Ipv4Addr::new(127, 0, 0, i))
+                    .collect(),
+                profile,
+                kill_leader,
+                disrupt_cmd,
+                round,
+            };
+            let rt = runtime(threads)?;
+            let res = rt.block_on(async {
+                match scenario {
+                    ScenarioName::Idle => scenario::idle(&env).await,
+                    ScenarioName::Fanout => scenario::fanout(&env).await,
+                    ScenarioName::Crossnode => scenario::crossnode(&env).await,
+                    ScenarioName::Failover => scenario::failover(&env).await,
+                }
+            })?;
+            // Client tasks may still be closing; do not wait for them.
+            rt.shutdown_timeout(Duration::from_millis(500));
+            for m in &res.metrics {
+                println!(
+                    "{:<9} {:<3} {:<38} {:>14.3} {:<20} (loadgen CPU {:.0} %, server CPU {:.0} %)",
+                    res.system, m.id, m.name, m.value, m.unit, m.loadgen_cpu_pct, m.server_cpu_pct
+                );
+            }
+            for n in &res.notes {
+                println!("{:<9}     note: {n}", res.system);
+            }
+            if let Some(dir) = out.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&out, serde_json::to_vec_pretty(&res)?)?;
+            Ok(())
+        }
+        Cmd::Wait {
+            nodes,
+            path,
+            timeout_s,
+        } => runtime(1)?.block_on(wait(nodes, path, timeout_s)),
+        Cmd::Report { results, out } => report::write(&results, &out),
+    }
+}
+
+async fn wait(nodes: Vec<SocketAddr>, path: String, timeout_s: u64) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(timeout_s);
+    for addr in nodes {
+        loop {
+            let mut c = http::HttpConn::new(addr);
+            let ok = matches!(
+                tokio::time::timeout(Duration::from_secs(2), c.request("GET", &path, None, None)).await,
+                Ok(Ok(r)) if r.status == 200
+            );
+            if ok {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(BenchError::Timeout(format!("{addr}{path} not ready")));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Ok(())
+}

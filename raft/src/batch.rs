@@ -1,0 +1,171 @@
+//! Proposal batching: concurrent proposals on a node are drained into one log entry
+//! ([`Request`] with many commands). On the leader the batch goes to `client_write`; on a
+//! follower it is forwarded whole to the leader, whose own batcher merges it with others.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::error::ProposeError;
+use crate::network::wire::{ForwardRefused, Req, Resp};
+use crate::node::Core;
+use crate::types::{Command, Request, Response};
+
+/// Most commands in one entry.
+const MAX_BATCH: usize = 512;
+/// Entries in flight at once per node.
+const MAX_IN_FLIGHT: usize = 4;
+/// Marker of a forwarded proposal that reached a node that is no longer the leader.
+pub(crate) const NOT_LEADER: &str = "not leader";
+
+pub(crate) type Outcome = Result<Response, ProposeError>;
+
+/// One proposal waiting for its entry.
+pub(crate) struct Item {
+    pub cmd: Command,
+    pub deadline: Instant,
+    /// False for proposals forwarded to us: never forward them again.
+    pub forwardable: bool,
+    pub tx: oneshot::Sender<Outcome>,
+}
+
+/// Run the batcher until `rx` closes or the node stops.
+pub(crate) async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Item>) {
+    let sem = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut stop = core.stop_rx.clone();
+    loop {
+        let permit = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        };
+        let first = tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            i = rx.recv() => match i { Some(i) => i, None => break },
+        };
+        let mut items = vec![first];
+        while items.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(i) => items.push(i),
+                Err(_) => break,
+            }
+        }
+        let core = core.clone();
+        tokio::spawn(async move {
+            process(&core, items).await;
+            drop(permit);
+        });
+    }
+    // Fail whatever is still queued.
+    rx.close();
+    while let Ok(i) = rx.try_recv() {
+        let _ = i.tx.send(Err(ProposeError::ShuttingDown));
+    }
+}
+
+fn fail(items: Vec<Item>, e: ProposeError) {
+    for i in items {
+        let _ = i.tx.send(Err(e.clone()));
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+async fn process(core: &Core, mut items: Vec<Item>) {
+    let Some(deadline) = items.iter().map(|i| i.deadline).min() else {
+        return;
+    };
+    let mut metrics = core.raft.metrics();
+    loop {
+        if core.stopping() {
+            return fail(items, ProposeError::ShuttingDown);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return fail(items, ProposeError::NoQuorum("timed out waiting for a leader with quorum".into()));
+        }
+        let left = deadline - now;
+        let leader = metrics.borrow().current_leader;
+        match leader {
+            Some(l) if l == core.id => {
+                if !core.leader_has_quorum() {
+                    return fail(items, ProposeError::NoQuorum("leader cannot reach a majority".into()));
+                }
+                let cmds: Vec<Command> = items.iter().map(|i| i.cmd.clone()).collect();
+                let n = cmds.len() as u64;
+                let req = Request { ts_ms: now_ms(), cmds };
+                match tokio::time::timeout(left, core.raft.client_write(req)).await {
+                    Ok(Ok(resp)) => {
+                        core.batch_entries.fetch_add(1, Ordering::Relaxed);
+                        core.batch_commands.fetch_add(n, Ordering::Relaxed);
+                        let mut results = resp.data.into_iter();
+                        for i in items {
+                            let r = match results.next() {
+                                Some(Ok(r)) => Ok(r),
+                                Some(Err(s)) => Err(ProposeError::Rejected(s)),
+                                None => Err(ProposeError::Fatal("missing response".into())),
+                            };
+                            let _ = i.tx.send(r);
+                        }
+                        return;
+                    }
+                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                        // Leadership moved while proposing: route again.
+                        continue;
+                    }
+                    Ok(Err(e)) => return fail(items, ProposeError::Fatal(e.to_string())),
+                    Err(_) => {
+                        return fail(
+                            items,
+                            ProposeError::NoQuorum("not committed within the propose timeout".into()),
+                        )
+                    }
+                }
+            }
+            Some(l) => {
+                let (mine, others): (Vec<Item>, Vec<Item>) = items.into_iter().partition(|i| i.forwardable);
+                fail(others, ProposeError::NoQuorum(NOT_LEADER.into()));
+                items = mine;
+                if items.is_empty() {
+                    return;
+                }
+                let Some(addr) = core.peer_addr_of(l) else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                };
+                let cmds: Vec<Command> = items.iter().map(|i| i.cmd.clone()).collect();
+                match core.net.call(&addr, Some(l), &Req::Forward(cmds), left).await {
+                    Ok(Resp::Forward(Ok(results))) => {
+                        let mut retry = Vec::new();
+                        for (i, r) in items.into_iter().zip(results) {
+                            match r {
+                                Err(ProposeError::NoQuorum(s)) if s == NOT_LEADER => retry.push(i),
+                                r => {
+                                    let _ = i.tx.send(r);
+                                }
+                            }
+                        }
+                        items = retry;
+                        if items.is_empty() {
+                            return;
+                        }
+                    }
+                    Ok(Resp::Forward(Err(ForwardRefused::NotLeader | ForwardRefused::ShuttingDown))) | Ok(_) => {}
+                    Err(e) => tracing::debug!(leader = l, error = %e, "forward failed"),
+                }
+                // Wait a little (or for a leader change) before routing again.
+                let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
+            }
+            None => {
+                let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), metrics.changed()).await;
+            }
+        }
+    }
+}

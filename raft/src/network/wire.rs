@@ -1,0 +1,93 @@
+//! Frames and messages of the peer protocol.
+
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::{SnapshotMeta, Vote};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::NetError;
+use crate::error::ProposeError;
+use crate::types::{Command, NodeId, NodeInfo, Response, TypeConfig};
+
+/// Largest accepted frame (a full snapshot travels in one frame).
+pub const MAX_FRAME: usize = 1 << 30;
+
+/// A request to a peer.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Req {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<NodeId>),
+    Snapshot {
+        vote: Vote<NodeId>,
+        meta: SnapshotMeta<NodeId, NodeInfo>,
+        data: Vec<u8>,
+    },
+    /// Proposals forwarded from a follower to the leader.
+    Forward(Vec<Command>),
+    /// A node asks to join as a learner.
+    Join { node_id: NodeId, info: NodeInfo },
+    Ping,
+}
+
+/// Why a forwarded batch was not handled at all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ForwardRefused {
+    /// The receiver is not the leader (any more).
+    NotLeader,
+    /// The receiver is shutting down.
+    ShuttingDown,
+}
+
+/// The answer to a join request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum JoinReply {
+    Ok,
+    /// Ask this peer address instead (the leader).
+    Redirect(String),
+    Err(String),
+}
+
+/// A response from a peer. Remote errors travel as strings.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Resp {
+    Append(Result<AppendEntriesResponse<NodeId>, String>),
+    Vote(Result<VoteResponse<NodeId>, String>),
+    Snapshot(Result<SnapshotResponse<NodeId>, String>),
+    Forward(Result<Vec<Result<Response, ProposeError>>, ForwardRefused>),
+    Join(JoinReply),
+    Pong {
+        node_id: NodeId,
+        public_addr: String,
+        initialized: bool,
+    },
+}
+
+/// Write one frame: 4-byte big-endian length, then the bincode body.
+pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T) -> Result<(), NetError> {
+    let body = bincode::serde::encode_to_vec(msg, bincode::config::standard())
+        .map_err(|e| NetError::Codec(e.to_string()))?;
+    if body.len() > MAX_FRAME {
+        return Err(NetError::TooLarge(body.len()));
+    }
+    let len = u32::try_from(body.len()).map_err(|_| NetError::TooLarge(body.len()))?;
+    w.write_all(&len.to_be_bytes()).await?;
+    w.write_all(&body).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Read one frame of at most `limit` bytes.
+pub async fn read_frame<R: AsyncReadExt + Unpin, T: DeserializeOwned>(r: &mut R, limit: usize) -> Result<T, NetError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > limit {
+        return Err(NetError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    bincode::serde::decode_from_slice(&body, bincode::config::standard())
+        .map(|(v, _)| v)
+        .map_err(|e| NetError::Codec(e.to_string()))
+}

@@ -1,0 +1,75 @@
+//! [`RaftConfig`] and its translation to openraft's config.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use openraft::SnapshotPolicy;
+
+use crate::error::StartError;
+use crate::types::NodeId;
+
+/// Configuration of a node.
+#[derive(Debug, Clone)]
+pub struct RaftConfig {
+    pub node_id: NodeId,
+    /// The sled db lives in `data_dir/raft`.
+    pub data_dir: PathBuf,
+    /// Where this node's peer transport listens (never the public port).
+    pub peer_listen: SocketAddr,
+    /// Voters' peer addresses ("host:port") including this node; empty = single-member group.
+    pub peers: BTreeMap<NodeId, String>,
+    /// Peer address of any member: join as a non-voting learner.
+    pub join: Option<String>,
+    /// This node's public HTTP address, stored in the membership.
+    pub public_addr: String,
+    /// Peers must prove it (HMAC challenge-response).
+    pub cluster_secret: String,
+    /// Election timeout range in ms; the heartbeat is a third of the minimum (at most 100 ms).
+    pub election_timeout_ms: (u64, u64),
+    /// After it, `propose` returns `NoQuorum`.
+    pub propose_timeout: Duration,
+    /// The leader purges a node silent for this long.
+    pub node_dead_after: Duration,
+    /// How long sockets of a purged/restarted node stay recoverable (PurgeNode/NodeStarted).
+    pub recovery_window: Duration,
+    /// Enables [`crate::FaultSwitch`].
+    pub fault_injection: bool,
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            node_id: 1,
+            data_dir: PathBuf::from("data"),
+            peer_listen: SocketAddr::from(([127, 0, 0, 1], 6000)),
+            peers: BTreeMap::new(),
+            join: None,
+            public_addr: String::new(),
+            cluster_secret: String::new(),
+            election_timeout_ms: (300, 600),
+            propose_timeout: Duration::from_secs(3),
+            node_dead_after: Duration::from_secs(3),
+            recovery_window: Duration::from_secs(120),
+            fault_injection: false,
+        }
+    }
+}
+
+pub(crate) fn openraft_config(cfg: &RaftConfig) -> Result<openraft::Config, StartError> {
+    let (min, max) = cfg.election_timeout_ms;
+    let c = openraft::Config {
+        cluster_name: "raftcast".into(),
+        election_timeout_min: min,
+        election_timeout_max: max,
+        heartbeat_interval: (min / 3).clamp(10, 100),
+        install_snapshot_timeout: 10_000,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
+        max_in_snapshot_log_to_keep: 1000,
+        purge_batch_size: 256,
+        max_payload_entries: 300,
+        ..Default::default()
+    };
+    c.validate().map_err(|e| StartError::Config(e.to_string()))
+}

@@ -1,0 +1,65 @@
+//! Answers peer requests: Raft RPCs, forwarded proposals, joins and pings.
+
+use crate::error::ProposeError;
+use crate::network::wire::{ForwardRefused, JoinReply, Req, Resp};
+use crate::network::Handler;
+use crate::types::NodeId;
+
+use super::{snapshot_of, Core};
+
+impl Handler for Core {
+    async fn handle(&self, from: NodeId, req: Req) -> Resp {
+        match req {
+            Req::Append(rpc) => Resp::Append(self.raft.append_entries(rpc).await.map_err(|e| e.to_string())),
+            Req::Vote(rpc) => Resp::Vote(self.raft.vote(rpc).await.map_err(|e| e.to_string())),
+            Req::Snapshot { vote, meta, data } => Resp::Snapshot(
+                self.raft
+                    .install_full_snapshot(vote, snapshot_of(meta, data))
+                    .await
+                    .map_err(|e| e.to_string()),
+            ),
+            Req::Forward(cmds) => Resp::Forward(self.forwarded(cmds).await),
+            Req::Join { node_id, info } => Resp::Join(self.join(from, node_id, info).await),
+            Req::Ping => Resp::Pong {
+                node_id: self.id,
+                public_addr: self.info.public_addr.clone(),
+                initialized: self.raft.is_initialized().await.unwrap_or(false),
+            },
+        }
+    }
+}
+
+impl Core {
+    async fn forwarded(
+        &self,
+        cmds: Vec<crate::types::Command>,
+    ) -> Result<Vec<Result<crate::types::Response, ProposeError>>, ForwardRefused> {
+        if self.stopping() {
+            return Err(ForwardRefused::ShuttingDown);
+        }
+        if self.raft.metrics().borrow().current_leader != Some(self.id) {
+            return Err(ForwardRefused::NotLeader);
+        }
+        let futs = cmds.into_iter().map(|c| self.submit(c, false));
+        let results = super::join_all(futs).await;
+        Ok(results)
+    }
+
+    async fn join(&self, from: NodeId, node_id: NodeId, info: crate::types::NodeInfo) -> JoinReply {
+        let leader = self.raft.metrics().borrow().current_leader;
+        match leader {
+            Some(l) if l == self.id => {
+                tracing::info!(node_id, from, %info, "adding learner");
+                match self.raft.add_learner(node_id, info, false).await {
+                    Ok(_) => JoinReply::Ok,
+                    Err(e) => JoinReply::Err(e.to_string()),
+                }
+            }
+            Some(l) => match self.peer_addr_of(l) {
+                Some(addr) => JoinReply::Redirect(addr),
+                None => JoinReply::Err("leader address unknown".into()),
+            },
+            None => JoinReply::Err("no leader yet".into()),
+        }
+    }
+}

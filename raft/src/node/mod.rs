@@ -1,0 +1,370 @@
+//! [`RaftNode`]: the handle the server codes against. Starts openraft on the sled stores, the
+//! peer transport, the batcher, cluster formation and the leader's duties.
+
+mod config;
+mod duties;
+mod formation;
+mod handler;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use config::RaftConfig;
+
+use crate::batch::{self, Item};
+use crate::error::{ProposeError, StartError};
+use crate::network::{FaultSwitch, NetCtx, Network};
+use crate::reader::StateReader;
+use crate::store;
+use crate::types::{Applied, ClusterStatus, Command, NodeId, NodeInfo, NodeStatus, Raft, Response, Role};
+
+/// Capacity of the applied-events channel (apply waits when it is full).
+const APPLIED_CAPACITY: usize = 1024;
+
+/// Shared internals of a node.
+pub(crate) struct Core {
+    pub id: NodeId,
+    pub cfg: RaftConfig,
+    pub info: NodeInfo,
+    pub raft: Raft,
+    pub net: Arc<NetCtx>,
+    pub reader: StateReader,
+    pub db: sled::Db,
+    pub committed: Arc<AtomicU64>,
+    pub stop_tx: watch::Sender<bool>,
+    pub stop_rx: watch::Receiver<bool>,
+    pub proposals: mpsc::Sender<Item>,
+    /// Log index of our applied NodeStarted (0 = not yet).
+    pub started_index: AtomicU64,
+    pub ready: AtomicBool,
+    pub batch_entries: AtomicU64,
+    pub batch_commands: AtomicU64,
+}
+
+impl Core {
+    pub fn stopping(&self) -> bool {
+        *self.stop_rx.borrow()
+    }
+
+    /// How long a peer may stay silent before it counts as unreachable for quorum purposes.
+    fn quorum_window(&self) -> Duration {
+        Duration::from_millis(self.cfg.election_timeout_ms.1.max(300))
+    }
+
+    /// Whether this node, as leader, heard from a majority of voters recently.
+    pub fn leader_has_quorum(&self) -> bool {
+        let m = self.raft.metrics().borrow().clone();
+        if m.current_leader != Some(self.id) {
+            return false;
+        }
+        let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
+        let window = self.quorum_window();
+        let fresh = voters
+            .iter()
+            .filter(|v| **v == self.id || self.net.last_contact(**v).is_some_and(|t| t.elapsed() <= window))
+            .count();
+        fresh * 2 > voters.len()
+    }
+
+    /// The peer address of a member.
+    pub fn peer_addr_of(&self, id: NodeId) -> Option<String> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.membership_config
+            .membership()
+            .get_node(&id)
+            .map(|n| n.peer_addr.clone())
+    }
+
+    /// Queue a proposal and wait for its outcome.
+    pub async fn submit(&self, cmd: Command, forwardable: bool) -> Result<Response, ProposeError> {
+        if self.stopping() {
+            return Err(ProposeError::ShuttingDown);
+        }
+        let deadline = Instant::now() + self.cfg.propose_timeout;
+        let (tx, rx) = oneshot::channel();
+        let item = Item {
+            cmd,
+            deadline,
+            forwardable,
+            tx,
+        };
+        self.proposals
+            .send(item)
+            .await
+            .map_err(|_| ProposeError::ShuttingDown)?;
+        // The batcher answers by the deadline; the extra margin only guards against a bug.
+        match tokio::time::timeout(self.cfg.propose_timeout + Duration::from_secs(1), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(ProposeError::ShuttingDown),
+            Err(_) => Err(ProposeError::NoQuorum("propose timed out".into())),
+        }
+    }
+}
+
+/// The node handle. Cheap to clone.
+#[derive(Clone)]
+pub struct RaftNode {
+    core: Arc<Core>,
+    fault: Option<FaultSwitch>,
+    peer_addr: std::net::SocketAddr,
+}
+
+impl RaftNode {
+    /// Open the store in `cfg.data_dir/raft`, start Raft and the peer transport, and begin
+    /// forming or joining the cluster in the background. Applied events arrive on the returned
+    /// channel in log order; keep draining it (apply waits when it is full).
+    pub async fn start(cfg: RaftConfig) -> Result<(RaftNode, mpsc::Receiver<Applied>), StartError> {
+        let dir = cfg.data_dir.join("raft");
+        let (db, log, sm) = open_with_retry(&dir).await?;
+        let (tx, rx) = mpsc::channel(APPLIED_CAPACITY);
+        let sm = sm.with_events(tx);
+        let reader = StateReader(sm.kv());
+        let committed = log.committed_index();
+
+        let listener = TcpListener::bind(cfg.peer_listen).await.map_err(|source| StartError::Bind {
+            addr: cfg.peer_listen,
+            source,
+        })?;
+        let peer_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: cfg.peer_listen,
+            source,
+        })?;
+        let info = NodeInfo {
+            peer_addr: cfg.peers.get(&cfg.node_id).cloned().unwrap_or_else(|| peer_addr.to_string()),
+            public_addr: cfg.public_addr.clone(),
+        };
+
+        let fault = cfg.fault_injection.then(FaultSwitch::default);
+        let net = NetCtx::new(cfg.node_id, cfg.cluster_secret.clone(), fault.clone());
+        let raft_cfg = Arc::new(config::openraft_config(&cfg)?);
+        let raft = Raft::new(cfg.node_id, raft_cfg, Network(net.clone()), log, sm)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (ptx, prx) = mpsc::channel(4096);
+        let core = Arc::new(Core {
+            id: cfg.node_id,
+            cfg,
+            info,
+            raft,
+            net: net.clone(),
+            reader,
+            db,
+            committed,
+            stop_tx,
+            stop_rx: stop_rx.clone(),
+            proposals: ptx,
+            started_index: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            batch_entries: AtomicU64::new(0),
+            batch_commands: AtomicU64::new(0),
+        });
+        tokio::spawn(crate::network::serve(listener, net, core.clone(), stop_rx));
+        tokio::spawn(batch::run(core.clone(), prx));
+        tokio::spawn(formation::run(core.clone()));
+        tokio::spawn(duties::run(core.clone()));
+        tracing::info!(node = core.id, %peer_addr, "raft node started");
+        Ok((RaftNode { core, fault, peer_addr }, rx))
+    }
+
+    /// Propose a command from any node; followers forward to the leader. Fails with
+    /// `NoQuorum` within `propose_timeout` when no leader with a quorum commits it.
+    pub async fn propose(&self, cmd: Command) -> Result<Response, ProposeError> {
+        self.core.submit(cmd, true).await
+    }
+
+    /// Local reads of the applied state.
+    pub fn state(&self) -> StateReader {
+        self.core.reader.clone()
+    }
+
+    /// The cluster history epoch, once set.
+    pub fn epoch(&self) -> Option<String> {
+        self.core.reader.epoch()
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.core.id
+    }
+
+    /// The address the peer transport listens on.
+    pub fn peer_addr(&self) -> std::net::SocketAddr {
+        self.peer_addr
+    }
+
+    /// The openraft handle (advanced use: metrics, membership changes).
+    pub fn raft(&self) -> &Raft {
+        &self.core.raft
+    }
+
+    /// `(entries, commands)` this node has written as leader: commands per entry measures
+    /// the batching.
+    pub fn batch_stats(&self) -> (u64, u64) {
+        (
+            self.core.batch_entries.load(Ordering::Relaxed),
+            self.core.batch_commands.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The fault switch, when `fault_injection` is on.
+    pub fn fault(&self) -> Option<FaultSwitch> {
+        self.fault.clone()
+    }
+
+    /// The cluster as this node sees it.
+    pub fn status(&self) -> ClusterStatus {
+        let c = &self.core;
+        let m = c.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let dead_after = c.cfg.node_dead_after;
+        let nodes = membership
+            .nodes()
+            .map(|(id, n)| NodeStatus {
+                id: *id,
+                peer_addr: n.peer_addr.clone(),
+                public_addr: n.public_addr.clone(),
+                role: if Some(*id) == m.current_leader {
+                    Role::Leader
+                } else if voters.contains(id) {
+                    Role::Follower
+                } else {
+                    Role::Learner
+                },
+                reachable: *id == c.id || c.net.last_contact(*id).is_some_and(|t| t.elapsed() <= dead_after),
+            })
+            .collect();
+        let has_quorum = match m.current_leader {
+            Some(l) if l == c.id => c.leader_has_quorum(),
+            Some(l) => c.net.last_contact(l).is_some_and(|t| t.elapsed() <= c.quorum_window() * 2),
+            None => false,
+        };
+        ClusterStatus {
+            node_id: c.id,
+            leader_id: m.current_leader,
+            term: m.current_term,
+            commit_index: c.committed.load(Ordering::Relaxed),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            nodes,
+            has_quorum,
+        }
+    }
+
+    /// Whether the node is ready: leader known, epoch set, and our NodeStarted applied locally
+    /// (so the local state has caught up at least to when this node started).
+    pub fn is_ready(&self) -> bool {
+        let c = &self.core;
+        let m = c.raft.metrics().borrow().clone();
+        let started = c.started_index.load(Ordering::Relaxed);
+        c.ready.load(Ordering::Relaxed)
+            && m.current_leader.is_some()
+            && c.reader.epoch().is_some()
+            && started > 0
+            && m.last_applied.is_some_and(|l| l.index >= started)
+    }
+
+    /// Wait until [`RaftNode::is_ready`] or the timeout.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut m = self.core.raft.metrics();
+        loop {
+            if self.is_ready() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(50)), m.changed()).await;
+        }
+    }
+
+    /// Stop: refuse new proposals, stop Raft (a leader stops heartbeating, so the others
+    /// elect a new leader after an election timeout: openraft 0.9.25 has no leadership
+    /// transfer), stop the transport, and flush sled.
+    pub async fn shutdown(&self) {
+        let c = &self.core;
+        if c.stop_tx.send_replace(true) {
+            return;
+        }
+        tracing::info!(node = c.id, "raft node shutting down");
+        if let Err(e) = c.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown");
+        }
+        if let Err(e) = c.db.flush_async().await {
+            tracing::warn!(error = %e, "sled flush at shutdown");
+        }
+    }
+}
+
+async fn open_with_retry(dir: &std::path::Path) -> Result<(sled::Db, store::LogStore, store::SmStore), StartError> {
+    // A previous instance in this process may still be releasing the sled lock.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match store::open(dir) {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() < deadline => {
+                tracing::debug!(error = %e, "store busy, retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+pub(crate) fn snapshot_of(
+    meta: openraft::SnapshotMeta<NodeId, NodeInfo>,
+    data: Vec<u8>,
+) -> openraft::Snapshot<crate::types::TypeConfig> {
+    openraft::Snapshot {
+        meta,
+        snapshot: Box::new(Cursor::new(data)),
+    }
+}
+
+/// Members of the initial membership: the configured voters, or just this node.
+pub(crate) fn initial_voters(cfg: &RaftConfig, me: &NodeInfo) -> BTreeMap<NodeId, String> {
+    if cfg.peers.is_empty() {
+        BTreeMap::from([(cfg.node_id, me.peer_addr.clone())])
+    } else {
+        cfg.peers.clone()
+    }
+}
+
+/// Await all futures concurrently, keeping their order (no extra dependency).
+pub(crate) async fn join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send,
+{
+    let futs: Vec<_> = futs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    let mut pending: Vec<(usize, std::pin::Pin<Box<F>>)> = futs.into_iter().enumerate().collect();
+    std::future::poll_fn(|cx| {
+        pending.retain_mut(|(i, f)| match f.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => {
+                out[*i] = Some(v);
+                false
+            }
+            std::task::Poll::Pending => true,
+        });
+        if pending.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.unwrap_or_else(|| unreachable!("every future completed")))
+        .collect()
+}

@@ -1,0 +1,442 @@
+//! Applying one log entry (a batch of commands) to the state.
+
+use crate::types::{Applied, Command, EntryResponse, HistoryEvent, NodeId, Request, Response, Session, SocketInfo};
+
+use super::keys::{self, add, get, meta, put, Key, KeyReader};
+use super::kv::Kv;
+use super::{Detached, RoomMeta, StateError};
+
+/// Bound on expired records collected per entry (keeps apply time bounded; the rest goes
+/// with later entries).
+const GC_PER_ENTRY: usize = 256;
+
+/// Apply the entry at log `index`. Returns one result per command (`Err` = rejected command)
+/// and pushes the events to emit onto `out`.
+pub fn apply_entry<K: Kv + ?Sized>(
+    kv: &mut K,
+    index: u64,
+    req: &Request,
+    out: &mut Vec<Applied>,
+) -> Result<EntryResponse, StateError> {
+    let last_ts: u64 = get(kv, &meta(super::meta::LAST_TS))?.unwrap_or(0);
+    let now = req.ts_ms.max(last_ts);
+    put(kv, meta(super::meta::LAST_TS), &now)?;
+    gc(kv, now)?;
+    let mut ctx = Ctx { kv, now, index, out };
+    let mut res = Vec::with_capacity(req.cmds.len());
+    for (pos, cmd) in req.cmds.iter().enumerate() {
+        let pos = u32::try_from(pos).unwrap_or(u32::MAX);
+        res.push(ctx.apply(cmd, pos)?);
+    }
+    Ok(res)
+}
+
+struct Ctx<'a, K: Kv + ?Sized> {
+    kv: &'a mut K,
+    now: u64,
+    index: u64,
+    out: &'a mut Vec<Applied>,
+}
+
+type CmdResult = Result<Result<Response, String>, StateError>;
+
+impl<K: Kv + ?Sized> Ctx<'_, K> {
+    fn apply(&mut self, cmd: &Command, pos: u32) -> CmdResult {
+        match cmd {
+            Command::CreateSession {
+                session_id,
+                user_id,
+                expires_at_ms,
+            } => {
+                remove_session(self.kv, session_id)?;
+                let s = Session {
+                    user_id: user_id.clone(),
+                    expires_at_ms: *expires_at_ms,
+                };
+                put(self.kv, Key::tag(keys::SESSION).s(session_id).build(), &s)?;
+                put(self.kv, session_exp_key(*expires_at_ms, session_id), &())?;
+                Ok(Ok(Response::Ok))
+            }
+            Command::RevokeSession { session_id } => {
+                if let Some(s) = remove_session(self.kv, session_id)? {
+                    self.out.push(Applied::SessionRevoked {
+                        session_id: session_id.clone(),
+                        user_id: s.user_id,
+                    });
+                }
+                Ok(Ok(Response::Ok))
+            }
+            Command::Publish {
+                room,
+                event,
+                payload,
+                durable,
+                history_max,
+                history_ttl_ms,
+            } => self.publish(room, event, payload, *durable, *history_max, *history_ttl_ms, pos),
+            Command::SocketOpen {
+                node,
+                sid,
+                pid,
+                user_id,
+                session_id,
+                rooms,
+            } => {
+                let info = SocketInfo {
+                    node: *node,
+                    pid: pid.clone(),
+                    user_id: user_id.clone(),
+                    session_id: session_id.clone(),
+                    rooms: dedup(rooms),
+                };
+                open_socket(self.kv, sid, info)?;
+                Ok(Ok(Response::Ok))
+            }
+            Command::Join { sid, rooms } => self.join_leave(sid, rooms, true),
+            Command::Leave { sid, rooms } => self.join_leave(sid, rooms, false),
+            Command::SocketClose {
+                sid,
+                recoverable_for_ms,
+            } => {
+                if let Some(info) = remove_socket(self.kv, sid)? {
+                    if *recoverable_for_ms > 0 {
+                        detach(self.kv, sid, info, self.now.saturating_add(*recoverable_for_ms))?;
+                    }
+                }
+                Ok(Ok(Response::Ok))
+            }
+            Command::Recover { pid, new_sid, node } => self.recover(pid, new_sid, *node),
+            Command::NodeStarted {
+                node,
+                recoverable_for_ms,
+            }
+            | Command::PurgeNode {
+                node,
+                recoverable_for_ms,
+            } => {
+                let prefix = Key::tag(keys::NODE_SOCKET).n(*node).build();
+                let sids = self
+                    .kv
+                    .scan(&prefix, None, false)
+                    .map(|r| r.and_then(|(k, _)| sid_of_node_key(&k)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                for sid in &sids {
+                    if let Some(info) = remove_socket(self.kv, sid)? {
+                        if *recoverable_for_ms > 0 {
+                            let exp = self.now.saturating_add(*recoverable_for_ms);
+                            detach(self.kv, sid, info, exp)?;
+                        }
+                    }
+                }
+                if !sids.is_empty() {
+                    self.out.push(Applied::SocketsDetached { node: *node, sids });
+                }
+                Ok(Ok(Response::NodeReset { index: self.index }))
+            }
+            Command::SetEpoch { epoch } => {
+                let key = meta(super::meta::EPOCH);
+                if get::<String, _>(self.kv, &key)?.is_none() {
+                    put(self.kv, key, epoch)?;
+                }
+                Ok(Ok(Response::Ok))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn publish(
+        &mut self,
+        room: &str,
+        event: &str,
+        payload: &[u8],
+        durable: bool,
+        history_max: u32,
+        history_ttl_ms: u64,
+        pos: u32,
+    ) -> CmdResult {
+        let epoch: String = get(self.kv, &meta(super::meta::EPOCH))?.unwrap_or_default();
+        let meta_key = Key::tag(keys::ROOM_META).s(room).build();
+        let mut rm: RoomMeta = get(self.kv, &meta_key)?.unwrap_or_default();
+        if durable {
+            rm.last_offset += 1;
+            rm.max = history_max;
+            rm.ttl_ms = history_ttl_ms;
+            let ev = HistoryEvent {
+                offset: rm.last_offset,
+                event: event.to_owned(),
+                payload: payload.to_vec(),
+                ts_ms: self.now,
+                index: self.index,
+                pos,
+            };
+            put(self.kv, history_key(room, rm.last_offset), &ev)?;
+            if rm.first.is_none() {
+                rm.first = Some(rm.last_offset);
+            }
+            trim_room(self.kv, room, &mut rm, self.now)?;
+            put(self.kv, meta_key, &rm)?;
+        }
+        self.out.push(Applied::Published {
+            room: room.to_owned(),
+            event: event.to_owned(),
+            payload: payload.to_vec(),
+            durable,
+            offset: rm.last_offset,
+            epoch: epoch.clone(),
+            ts_ms: self.now,
+            index: self.index,
+            pos,
+        });
+        Ok(Ok(Response::Published {
+            room: room.to_owned(),
+            offset: rm.last_offset,
+            epoch,
+            ts_ms: self.now,
+            index: self.index,
+            pos,
+        }))
+    }
+
+    fn join_leave(&mut self, sid: &str, rooms: &[String], join: bool) -> CmdResult {
+        let key = Key::tag(keys::SOCKET).s(sid).build();
+        let Some(mut info) = get::<SocketInfo, _>(self.kv, &key)? else {
+            return Ok(Err(format!("unknown socket {sid}")));
+        };
+        for room in rooms {
+            let present = info.rooms.iter().any(|r| r == room);
+            if join && !present {
+                info.rooms.push(room.clone());
+                add_member(self.kv, room, sid, info.node)?;
+            } else if !join && present {
+                info.rooms.retain(|r| r != room);
+                remove_member(self.kv, room, sid)?;
+            }
+        }
+        put(self.kv, key, &info)?;
+        Ok(Ok(Response::Ok))
+    }
+
+    fn recover(&mut self, pid: &str, new_sid: &str, node: NodeId) -> CmdResult {
+        let key = Key::tag(keys::DETACHED).s(pid).build();
+        let Some(d) = get::<Detached, _>(self.kv, &key)? else {
+            return Ok(Ok(Response::NotRecovered));
+        };
+        self.kv.del(key);
+        self.kv.del(detached_exp_key(d.expires_at_ms, pid));
+        if d.expires_at_ms <= self.now {
+            return Ok(Ok(Response::NotRecovered));
+        }
+        if let Some(session_id) = &d.session_id {
+            let s: Option<Session> = get(self.kv, &Key::tag(keys::SESSION).s(session_id).build())?;
+            if !s.is_some_and(|s| s.expires_at_ms > self.now) {
+                return Ok(Ok(Response::NotRecovered));
+            }
+        }
+        let info = SocketInfo {
+            node,
+            pid: pid.to_owned(),
+            user_id: d.user_id.clone(),
+            session_id: d.session_id.clone(),
+            rooms: d.rooms.clone(),
+        };
+        open_socket(self.kv, new_sid, info)?;
+        Ok(Ok(Response::Recovered {
+            user_id: d.user_id,
+            session_id: d.session_id,
+            rooms: d.rooms,
+            old_sid: d.sid,
+        }))
+    }
+}
+
+fn dedup(rooms: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(rooms.len());
+    for r in rooms {
+        if !out.contains(r) {
+            out.push(r.clone());
+        }
+    }
+    out
+}
+
+/// Key of a history event.
+pub fn history_key(room: &str, offset: u64) -> Vec<u8> {
+    Key::tag(keys::HISTORY).s(room).n(offset).build()
+}
+
+fn session_exp_key(exp: u64, session_id: &str) -> Vec<u8> {
+    Key::tag(keys::SESSION_EXP).n(exp).s(session_id).build()
+}
+
+fn detached_exp_key(exp: u64, pid: &str) -> Vec<u8> {
+    Key::tag(keys::DETACHED_EXP).n(exp).s(pid).build()
+}
+
+fn room_exp_key(exp: u64, room: &str) -> Vec<u8> {
+    Key::tag(keys::ROOM_EXP).n(exp).s(room).build()
+}
+
+fn sid_of_node_key(k: &[u8]) -> Result<String, StateError> {
+    let mut r = KeyReader::new(k);
+    r.n()?;
+    r.s()
+}
+
+fn remove_session<K: Kv + ?Sized>(kv: &mut K, session_id: &str) -> Result<Option<Session>, StateError> {
+    let key = Key::tag(keys::SESSION).s(session_id).build();
+    let old: Option<Session> = get(kv, &key)?;
+    if let Some(old) = &old {
+        kv.del(key);
+        kv.del(session_exp_key(old.expires_at_ms, session_id));
+    }
+    Ok(old)
+}
+
+fn open_socket<K: Kv + ?Sized>(kv: &mut K, sid: &str, info: SocketInfo) -> Result<(), StateError> {
+    remove_socket(kv, sid)?;
+    add(kv, Key::tag(keys::NODE_COUNT).n(info.node).build(), 1)?;
+    if add(kv, Key::tag(keys::USER_COUNT).s(&info.user_id).build(), 1)? == 1 {
+        add(kv, meta_global(b"users"), 1)?;
+    }
+    put(kv, Key::tag(keys::NODE_SOCKET).n(info.node).s(sid).build(), &())?;
+    put(kv, Key::tag(keys::USER_SOCKET).s(&info.user_id).s(sid).build(), &info.node)?;
+    for room in &info.rooms {
+        add_member(kv, room, sid, info.node)?;
+    }
+    put(kv, Key::tag(keys::SOCKET).s(sid).build(), &info)
+}
+
+fn remove_socket<K: Kv + ?Sized>(kv: &mut K, sid: &str) -> Result<Option<SocketInfo>, StateError> {
+    let key = Key::tag(keys::SOCKET).s(sid).build();
+    let Some(info) = get::<SocketInfo, _>(kv, &key)? else {
+        return Ok(None);
+    };
+    kv.del(key);
+    add(kv, Key::tag(keys::NODE_COUNT).n(info.node).build(), -1)?;
+    if add(kv, Key::tag(keys::USER_COUNT).s(&info.user_id).build(), -1)? == 0 {
+        add(kv, meta_global(b"users"), -1)?;
+    }
+    kv.del(Key::tag(keys::NODE_SOCKET).n(info.node).s(sid).build());
+    kv.del(Key::tag(keys::USER_SOCKET).s(&info.user_id).s(sid).build());
+    for room in &info.rooms {
+        remove_member(kv, room, sid)?;
+    }
+    Ok(Some(info))
+}
+
+/// Key of a global counter.
+pub fn meta_global(name: &[u8]) -> Vec<u8> {
+    Key::tag(keys::GLOBAL).raw(name).build()
+}
+
+fn add_member<K: Kv + ?Sized>(kv: &mut K, room: &str, sid: &str, node: NodeId) -> Result<(), StateError> {
+    let key = Key::tag(keys::ROOM_MEMBER).s(room).s(sid).build();
+    if kv.get(&key)?.is_some() {
+        return Ok(());
+    }
+    put(kv, key, &node)?;
+    if add(kv, Key::tag(keys::ROOM_COUNT).s(room).build(), 1)? == 1 {
+        add(kv, meta_global(b"rooms"), 1)?;
+    }
+    Ok(())
+}
+
+fn remove_member<K: Kv + ?Sized>(kv: &mut K, room: &str, sid: &str) -> Result<(), StateError> {
+    let key = Key::tag(keys::ROOM_MEMBER).s(room).s(sid).build();
+    if kv.get(&key)?.is_none() {
+        return Ok(());
+    }
+    kv.del(key);
+    if add(kv, Key::tag(keys::ROOM_COUNT).s(room).build(), -1)? == 0 {
+        add(kv, meta_global(b"rooms"), -1)?;
+    }
+    Ok(())
+}
+
+fn detach<K: Kv + ?Sized>(kv: &mut K, sid: &str, info: SocketInfo, exp: u64) -> Result<(), StateError> {
+    let key = Key::tag(keys::DETACHED).s(&info.pid).build();
+    if let Some(old) = get::<Detached, _>(kv, &key)? {
+        kv.del(detached_exp_key(old.expires_at_ms, &info.pid));
+    }
+    put(kv, detached_exp_key(exp, &info.pid), &())?;
+    let d = Detached {
+        sid: sid.to_owned(),
+        node: info.node,
+        user_id: info.user_id,
+        session_id: info.session_id,
+        rooms: info.rooms,
+        expires_at_ms: exp,
+    };
+    put(kv, key, &d)
+}
+
+/// Drop the oldest events of `room` beyond its count or age limit; re-index its expiry.
+fn trim_room<K: Kv + ?Sized>(kv: &mut K, room: &str, rm: &mut RoomMeta, now: u64) -> Result<(), StateError> {
+    let mut first_ts = None;
+    while let Some(first) = rm.first {
+        let count = rm.last_offset - first + 1;
+        let ev: Option<HistoryEvent> = get(kv, &history_key(room, first))?;
+        let ts = ev.map(|e| e.ts_ms).unwrap_or(0);
+        let expired = rm.ttl_ms > 0 && ts.saturating_add(rm.ttl_ms) <= now;
+        if count <= u64::from(rm.max) && !expired {
+            first_ts = Some(ts);
+            break;
+        }
+        kv.del(history_key(room, first));
+        rm.first = (first < rm.last_offset).then_some(first + 1);
+    }
+    let new_exp = match first_ts {
+        Some(ts) if rm.ttl_ms > 0 => Some(ts.saturating_add(rm.ttl_ms)),
+        _ => None,
+    };
+    if new_exp != rm.expires_at_ms {
+        if let Some(old) = rm.expires_at_ms {
+            kv.del(room_exp_key(old, room));
+        }
+        if let Some(new) = new_exp {
+            put(kv, room_exp_key(new, room), &())?;
+        }
+        rm.expires_at_ms = new_exp;
+    }
+    Ok(())
+}
+
+/// Keys (with the leading expiry) of an expiry index that are due at `now`.
+fn due<K: Kv + ?Sized>(kv: &K, tag: u8, now: u64) -> Result<Vec<(u64, String)>, StateError> {
+    let mut out = Vec::new();
+    for pair in kv.scan(&[tag], None, false) {
+        let (k, _) = pair?;
+        let mut r = KeyReader::new(&k);
+        let exp = r.n()?;
+        if exp > now || out.len() >= GC_PER_ENTRY {
+            break;
+        }
+        out.push((exp, r.s()?));
+    }
+    Ok(out)
+}
+
+/// Remove expired sessions and recovery records, and trim rooms whose oldest event expired.
+fn gc<K: Kv + ?Sized>(kv: &mut K, now: u64) -> Result<(), StateError> {
+    for (_, session_id) in due(kv, keys::SESSION_EXP, now)? {
+        remove_session(kv, &session_id)?;
+    }
+    for (exp, pid) in due(kv, keys::DETACHED_EXP, now)? {
+        kv.del(detached_exp_key(exp, &pid));
+        kv.del(Key::tag(keys::DETACHED).s(&pid).build());
+    }
+    for (exp, room) in due(kv, keys::ROOM_EXP, now)? {
+        let meta_key = Key::tag(keys::ROOM_META).s(&room).build();
+        match get::<RoomMeta, _>(kv, &meta_key)? {
+            Some(mut rm) => {
+                trim_room(kv, &room, &mut rm, now)?;
+                if rm.expires_at_ms != Some(exp) {
+                    kv.del(room_exp_key(exp, &room));
+                }
+                put(kv, meta_key, &rm)?;
+            }
+            None => kv.del(room_exp_key(exp, &room)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! The replicated state machine logic: pure, deterministic functions over an ordered
+//! key-value store ([`kv::KvRead`]/[`kv::Kv`]).
+//!
+//! Everything time-based uses the leader's timestamp stamped into each log entry (made
+//! monotonic with the last applied one), never the local clock, so every node computes the
+//! same state from the same log.
+
+pub mod apply;
+pub mod keys;
+pub mod kv;
+pub mod read;
+mod records;
+#[cfg(test)]
+mod tests;
+
+pub use apply::apply_entry;
+pub use records::{Detached, RoomMeta};
+
+/// Errors of the state logic (storage or codec failures, never invalid commands).
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A stored value or key could not be decoded.
+    #[error("decode: {0}")]
+    Decode(String),
+    /// A value could not be encoded.
+    #[error("encode: {0}")]
+    Encode(String),
+    /// The underlying store failed.
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+/// Meta key names.
+pub mod meta {
+    /// Cluster epoch (String).
+    pub const EPOCH: &[u8] = b"epoch";
+    /// Last applied entry timestamp (u64), the state's notion of "now".
+    pub const LAST_TS: &[u8] = b"last_ts";
+    /// Last applied log id (openraft LogId).
+    pub const APPLIED: &[u8] = b"applied";
+    /// Last applied membership (openraft StoredMembership).
+    pub const MEMBERSHIP: &[u8] = b"membership";
+}
+
+/// Dump every pair of the state (for snapshots).
+pub fn dump<K: kv::KvRead + ?Sized>(kv: &K) -> Result<Vec<kv::Pair>, StateError> {
+    kv.scan(&[], None, false).collect()
+}

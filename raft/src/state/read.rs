@@ -1,0 +1,124 @@
+//! Read queries over the applied state. Expiry uses the last applied entry timestamp as "now".
+
+use std::collections::BTreeMap;
+
+use crate::types::{History, HistoryEvent, NodeId, Session, SocketInfo, Stats};
+
+use super::apply::{history_key, meta_global};
+use super::keys::{self, get, meta, Key, KeyReader};
+use super::kv::KvRead;
+use super::{RoomMeta, StateError};
+
+/// The cluster epoch, once set.
+pub fn epoch<K: KvRead + ?Sized>(kv: &K) -> Result<Option<String>, StateError> {
+    get(kv, &meta(super::meta::EPOCH))
+}
+
+/// Timestamp of the last applied entry (0 before any).
+pub fn last_ts<K: KvRead + ?Sized>(kv: &K) -> Result<u64, StateError> {
+    Ok(get(kv, &meta(super::meta::LAST_TS))?.unwrap_or(0))
+}
+
+/// A session, absent when unknown or expired.
+pub fn session<K: KvRead + ?Sized>(kv: &K, id: &str) -> Result<Option<Session>, StateError> {
+    let now = last_ts(kv)?;
+    let s: Option<Session> = get(kv, &Key::tag(keys::SESSION).s(id).build())?;
+    Ok(s.filter(|s| s.expires_at_ms > now))
+}
+
+fn room_meta<K: KvRead + ?Sized>(kv: &K, room: &str) -> Result<RoomMeta, StateError> {
+    Ok(get(kv, &Key::tag(keys::ROOM_META).s(room).build())?.unwrap_or_default())
+}
+
+/// The room's current offset with the epoch.
+pub fn room_offset<K: KvRead + ?Sized>(kv: &K, room: &str) -> Result<(String, u64), StateError> {
+    Ok((epoch(kv)?.unwrap_or_default(), room_meta(kv, room)?.last_offset))
+}
+
+/// Retained durable events of `room` with offset greater than `after`.
+pub fn history<K: KvRead + ?Sized>(kv: &K, room: &str, after: u64) -> Result<History, StateError> {
+    let rm = room_meta(kv, room)?;
+    let mut events = Vec::new();
+    if let Some(first) = rm.first {
+        let start = first.max(after.saturating_add(1));
+        let prefix = Key::tag(keys::HISTORY).s(room).build();
+        let from = history_key(room, start);
+        for pair in kv.scan(&prefix, Some(&from), false) {
+            let (_, v) = pair?;
+            events.push(keys::dec::<HistoryEvent>(&v)?);
+        }
+    }
+    Ok(History {
+        epoch: epoch(kv)?.unwrap_or_default(),
+        last_offset: rm.last_offset,
+        first_retained: rm.first,
+        events,
+    })
+}
+
+/// Retained durable events of `rooms` positioned after `(index, pos)`, in log order.
+pub fn events_after<K: KvRead + ?Sized>(
+    kv: &K,
+    rooms: &[String],
+    index: u64,
+    pos: u32,
+) -> Result<Vec<(String, HistoryEvent)>, StateError> {
+    let mut out = Vec::new();
+    for room in rooms {
+        let prefix = Key::tag(keys::HISTORY).s(room).build();
+        let mut mine = Vec::new();
+        for pair in kv.scan(&prefix, None, true) {
+            let (_, v) = pair?;
+            let ev: HistoryEvent = keys::dec(&v)?;
+            if (ev.index, ev.pos) <= (index, pos) {
+                break;
+            }
+            mine.push((room.clone(), ev));
+        }
+        out.extend(mine.into_iter().rev());
+    }
+    out.sort_by_key(|(_, ev)| (ev.index, ev.pos));
+    Ok(out)
+}
+
+fn pairs_node<K: KvRead + ?Sized>(kv: &K, prefix: Vec<u8>) -> Result<Vec<(NodeId, String)>, StateError> {
+    let mut out = Vec::new();
+    for pair in kv.scan(&prefix, None, false) {
+        let (k, v) = pair?;
+        let mut r = KeyReader::new(&k);
+        r.s()?;
+        let sid = r.s()?;
+        out.push((keys::dec::<NodeId>(&v)?, sid));
+    }
+    Ok(out)
+}
+
+/// Sockets of a user, cluster-wide.
+pub fn presence<K: KvRead + ?Sized>(kv: &K, user_id: &str) -> Result<Vec<(NodeId, String)>, StateError> {
+    pairs_node(kv, Key::tag(keys::USER_SOCKET).s(user_id).build())
+}
+
+/// Sockets in a room, cluster-wide.
+pub fn room_members<K: KvRead + ?Sized>(kv: &K, room: &str) -> Result<Vec<(NodeId, String)>, StateError> {
+    pairs_node(kv, Key::tag(keys::ROOM_MEMBER).s(room).build())
+}
+
+/// A connected socket.
+pub fn socket<K: KvRead + ?Sized>(kv: &K, sid: &str) -> Result<Option<SocketInfo>, StateError> {
+    get(kv, &Key::tag(keys::SOCKET).s(sid).build())
+}
+
+/// Cluster-wide counters.
+pub fn stats<K: KvRead + ?Sized>(kv: &K) -> Result<Stats, StateError> {
+    let mut connections_per_node = BTreeMap::new();
+    for pair in kv.scan(&[keys::NODE_COUNT], None, false) {
+        let (k, v) = pair?;
+        let node = KeyReader::new(&k).n()?;
+        connections_per_node.insert(node, keys::dec::<u64>(&v)?);
+    }
+    Ok(Stats {
+        connections_per_node,
+        unique_users: get(kv, &meta_global(b"users"))?.unwrap_or(0),
+        room_count: get(kv, &meta_global(b"rooms"))?.unwrap_or(0),
+    })
+}

@@ -1,0 +1,121 @@
+//! Storage on sled: the Raft log ([`LogStore`]), the state machine ([`SmStore`]) and the
+//! on-disk adapter that lets the pure state logic run over a sled tree.
+//!
+//! Durability: log appends and votes are acknowledged only after `flush_async()`. The state
+//! machine is written with one atomic sled batch per `apply()` call and not flushed on every
+//! apply: sled recovers a consistent prefix of its writes after a crash, and whatever the
+//! state machine lost is re-applied from the (flushed) log, which is only purged up to a
+//! snapshot that is itself flushed. sled survives process kills; it does not promise
+//! durability across power loss.
+
+mod log;
+mod sm;
+
+use std::fmt::Display;
+use std::path::Path;
+
+use openraft::{AnyError, StorageError, StorageIOError};
+
+pub use log::LogStore;
+pub use sm::SmStore;
+
+use crate::state::kv::{KvRead, PairIter};
+use crate::state::StateError;
+use crate::types::NodeId;
+
+/// Errors opening the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    /// Creating the data directory failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// Stored state could not be read back.
+    #[error("state: {0}")]
+    State(#[from] StateError),
+}
+
+/// Open (creating if needed) the sled database in `dir` and the two stores on it.
+pub fn open(dir: &Path) -> Result<(sled::Db, LogStore, SmStore), StoreError> {
+    std::fs::create_dir_all(dir)?;
+    let db = sled::Config::new().path(dir).open()?;
+    let log = LogStore::new(&db)?;
+    let sm = SmStore::new(&db)?;
+    Ok((db, log, sm))
+}
+
+/// A sled tree seen through the state logic's key-value trait.
+#[derive(Clone)]
+pub struct SledKv(pub sled::Tree);
+
+impl KvRead for SledKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        self.0
+            .get(key)
+            .map(|v| v.map(|v| v.to_vec()))
+            .map_err(|e| StateError::Storage(e.to_string()))
+    }
+
+    fn scan<'a>(&'a self, prefix: &[u8], from: Option<&[u8]>, rev: bool) -> PairIter<'a> {
+        let start = match from {
+            Some(f) if !rev && f > prefix => f.to_vec(),
+            _ => prefix.to_vec(),
+        };
+        let iter = match crate::state::kv::prefix_end(prefix) {
+            Some(end) => self.0.range(start..end),
+            None => self.0.range(start..),
+        };
+        let map = |r: Result<(sled::IVec, sled::IVec), sled::Error>| {
+            r.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .map_err(|e| StateError::Storage(e.to_string()))
+        };
+        if rev {
+            Box::new(iter.rev().map(map))
+        } else {
+            Box::new(iter.map(map))
+        }
+    }
+}
+
+/// A storage read error for openraft.
+pub(crate) fn read_err(e: impl Display) -> StorageError<NodeId> {
+    StorageIOError::read(AnyError::error(e.to_string())).into()
+}
+
+/// A storage write error for openraft.
+pub(crate) fn write_err(e: impl Display) -> StorageError<NodeId> {
+    StorageIOError::write(AnyError::error(e.to_string())).into()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use crate::state::keys::{dec, enc};
+    use crate::types::TypeConfig;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership, Vote};
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn openraft_types_roundtrip_bincode() {
+        let lid = LogId::new(CommittedLeaderId::new(1, 2), 3);
+        let b = enc(&lid).unwrap();
+        let back: LogId<u64> = dec(&b).unwrap();
+        assert_eq!(back, lid);
+        let v0 = Vote::new(1, 0);
+        assert_eq!(dec::<Vote<u64>>(&enc(&v0).unwrap()).unwrap(), v0);
+        let v = Vote::new(1, 2);
+        assert_eq!(dec::<Vote<u64>>(&enc(&v).unwrap()).unwrap(), v);
+        let e: Entry<TypeConfig> = Entry { log_id: lid, payload: EntryPayload::Blank };
+        let _: Entry<TypeConfig> = dec(&enc(&e).unwrap()).unwrap();
+        let m = Membership::<u64, crate::NodeInfo>::new(vec![BTreeSet::from([1u64, 2])], None);
+        let e: Entry<TypeConfig> = Entry { log_id: lid, payload: EntryPayload::Membership(m) };
+        let _: Entry<TypeConfig> = dec(&enc(&e).unwrap()).unwrap();
+        let sm = openraft::StoredMembership::new(Some(lid), Membership::<u64, crate::NodeInfo>::new(vec![BTreeSet::from([1u64, 2])], None));
+        let b = enc(&Some(sm.clone())).unwrap();
+        let back: Option<openraft::StoredMembership<u64, crate::NodeInfo>> = dec(&b).unwrap();
+        assert_eq!(back, Some(sm));
+    }
+}
+

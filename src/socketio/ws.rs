@@ -1,0 +1,231 @@
+//! The WebSocket transport: the HTTP upgrade, the probe/upgrade dance for polling
+//! connections, and the one task per connection that reads packets and writes the outbox.
+//!
+//! The request is dropped as soon as the upgrade is answered (its headers and hyper's
+//! buffers go with it); the stream is wrapped with small, explicit buffer and size limits.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use futures_util::{SinkExt, StreamExt};
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use super::conn::{Conn, DisconnectReason, Frame, Transport};
+use super::engine_packet::EnginePacket;
+use super::handler::{BoxFuture, RequestInfo};
+use super::inbound::Outcome;
+use super::server::{EngineError, Io};
+
+type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Checks the upgrade request and builds its 101 answer; the request is dropped here.
+#[allow(clippy::result_large_err)]
+fn handshake(mut req: Request<Body>) -> Result<(OnUpgrade, Response<Body>), Response<Body>> {
+    let headers = req.headers();
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes() == b"13");
+    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| version_ok) else {
+        return Err(EngineError::BadRequest.response());
+    };
+    let accept_key = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    drop(req);
+
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept_key) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    Ok((on_upgrade, resp))
+}
+
+/// Completes the WebSocket handshake and closes the WebSocket at once (an upgrade for a
+/// session that already has one).
+pub(crate) fn refuse(req: Request<Body>) -> Response<Body> {
+    let (on_upgrade, resp) = match handshake(req) {
+        Ok(h) => h,
+        Err(resp) => return resp,
+    };
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+        }
+    });
+    resp
+}
+
+/// Answers the upgrade request and spawns the connection task.
+pub(crate) fn accept(
+    io: Io,
+    req: Request<Body>,
+    remote: SocketAddr,
+    existing: Option<Arc<Conn>>,
+    info: Arc<RequestInfo>,
+) -> Response<Body> {
+    let (on_upgrade, resp) = match handshake(req) {
+        Ok(h) => h,
+        Err(resp) => return resp,
+    };
+
+    let cfg = io.config();
+    let ws_config = WebSocketConfig::default()
+        .read_buffer_size(cfg.ws_read_buffer)
+        .write_buffer_size(0)
+        .max_write_buffer_size(cfg.max_outbox_bytes.saturating_mul(2))
+        .max_message_size(Some(cfg.max_payload))
+        .max_frame_size(Some(cfg.max_payload));
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
+            }
+        };
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+        run(io, ws, remote, existing, info).await;
+    });
+    resp
+}
+
+fn to_message(frame: Frame) -> Message {
+    match frame {
+        Frame::Text(t) => Message::Text(t),
+        Frame::Binary(b) => Message::Binary(b),
+    }
+}
+
+/// Writes everything queued, then flushes once.
+async fn write_all(conn: &Conn, ws: &mut Ws) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    loop {
+        let frames = conn.drain();
+        if frames.is_empty() {
+            break;
+        }
+        for f in frames {
+            ws.feed(to_message(f)).await?;
+        }
+    }
+    ws.flush().await
+}
+
+async fn run(io: Io, mut ws: Ws, remote: SocketAddr, existing: Option<Arc<Conn>>, info: Arc<RequestInfo>) {
+    let conn = match existing {
+        None => {
+            let (conn, open) = io.open_conn(remote, Transport::WebSocket, info);
+            if ws.send(to_message(open)).await.is_err() {
+                conn.mark_closed(DisconnectReason::TransportClose);
+                io.finish(&conn);
+                return;
+            }
+            conn
+        }
+        Some(conn) => {
+            // One upgrade at a time: a second WebSocket for the session is closed at once.
+            if conn.upgrading.swap(true, Ordering::AcqRel) {
+                let _ = ws.close(None).await;
+                return;
+            }
+            let wait = io.config().ping_interval + io.config().ping_timeout;
+            let upgraded = probe(&conn, &mut ws, wait).await;
+            if !upgraded {
+                conn.upgrading.store(false, Ordering::Release);
+                let _ = ws.close(None).await;
+                return;
+            }
+            conn
+        }
+    };
+
+    let mut work: Option<BoxFuture<()>> = None;
+    while !conn.is_closed() {
+        tokio::select! {
+            biased;
+            _ = conn.wake.notified() => {
+                if write_all(&conn, &mut ws).await.is_err() {
+                    conn.mark_closed(DisconnectReason::TransportError);
+                }
+            }
+            _ = async { if let Some(w) = work.as_mut() { w.await } }, if work.is_some() => {
+                work = None;
+            }
+            msg = ws.next(), if work.is_none() => {
+                let packet = match msg {
+                    None | Some(Ok(Message::Close(_))) => {
+                        conn.mark_closed(DisconnectReason::TransportClose);
+                        break;
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(sid = %conn.sid, error = %e, "websocket read failed");
+                        conn.mark_closed(DisconnectReason::TransportError);
+                        break;
+                    }
+                    Some(Ok(Message::Text(t))) => match EnginePacket::decode_text(&t) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::debug!(sid = %conn.sid, error = %e, "bad engine packet");
+                            conn.mark_closed(DisconnectReason::TransportError);
+                            break;
+                        }
+                    },
+                    Some(Ok(Message::Binary(b))) => EnginePacket::Binary(b),
+                    Some(Ok(_)) => continue,
+                };
+                match io.on_packet(&conn, packet) {
+                    Outcome::Continue => {}
+                    Outcome::Work(w) => work = Some(w),
+                    Outcome::Close(reason) => {
+                        conn.mark_closed(reason);
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    // Let the client have what was queued for it (e.g. a DISCONNECT or a shutdown notice).
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = write_all(&conn, &mut ws).await;
+        let _ = ws.close(None).await;
+    })
+    .await;
+    io.finish(&conn);
+}
+
+/// The upgrade of a polling connection: `2probe` → `3probe`, end the pending poll with a
+/// noop, wait for `5`, then switch the connection to this transport.
+async fn probe(conn: &Arc<Conn>, ws: &mut Ws, wait: Duration) -> bool {
+    if !expect(ws, "2probe", wait).await {
+        return false;
+    }
+    if ws.send(Message::Text(Utf8Bytes::from_static("3probe"))).await.is_err() {
+        return false;
+    }
+    conn.push_one(Frame::text("6"));
+    if !expect(ws, "5", wait).await {
+        return false;
+    }
+    conn.set_transport(Transport::WebSocket);
+    true
+}
+
+/// Waits (bounded) for one text message equal to `want`.
+async fn expect(ws: &mut Ws, want: &str, wait: Duration) -> bool {
+    matches!(
+        tokio::time::timeout(wait, ws.next()).await,
+        Ok(Some(Ok(Message::Text(t)))) if t.as_str() == want
+    )
+}
