@@ -56,8 +56,7 @@ RAFTCAST_PEERS=1=127.0.0.1:6001,2=127.0.0.1:6002,3=127.0.0.1:6003
 BASELINE_NODES=127.0.0.1:5011,127.0.0.1:5012,127.0.0.1:5013
 RAW_NODES=127.0.0.1:5021
 REDIS_PORT=6390
-# Socket.IO's defaults, set explicitly on the baseline and the raw server; raftcast's defaults
-# are the same (pass RAFTCAST_ARGS to change them there).
+# Socket.IO's defaults, set explicitly on all three systems.
 PING_INTERVAL_MS=25000
 PING_TIMEOUT_MS=20000
 
@@ -105,6 +104,7 @@ if has "$SYSTEMS" baseline; then
   fi
 fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[[ -n $SYSTEMS ]] || { echo "no system left to benchmark" >&2; exit 1; }
 log "mode $MODE, rounds $ROUNDS, systems $SYSTEMS, scenarios $SCENARIOS, fd limit $(ulimit -n)"
 log "results in $RUN_DIR"
 
@@ -146,7 +146,8 @@ start_raftcast() {
   for i in 1 2 3; do
     # shellcheck disable=SC2086
     "$BIN/raftcast" --node-id "$i" --port "500$i" --peer-port "600$i" --peers "$RAFTCAST_PEERS" \
-      --cluster-secret "$CLUSTER_SECRET" --api-key "$API_KEY" \
+      --cluster-secret "$CLUSTER_SECRET" --api-key "$API_KEY" --host 127.0.0.1 \
+      --ping-interval-ms $PING_INTERVAL_MS --ping-timeout-ms $PING_TIMEOUT_MS \
       --data-dir "$DATA_DIR/raftcast/n$i" ${RAFTCAST_ARGS:-} >>"$LOG_DIR/raftcast-n$i.log" 2>&1 &
     PIDS+=($!)
   done

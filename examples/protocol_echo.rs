@@ -114,8 +114,20 @@ async fn main() -> std::io::Result<()> {
         connect_timeout: Duration::from_secs(1),
         ..IoConfig::default()
     });
-    io.add_namespace("/", Arc::new(Echo { echo_messages: true }), false);
-    io.add_namespace("/custom", Arc::new(Echo { echo_messages: false }), false);
+    io.add_namespace(
+        "/",
+        Arc::new(Echo {
+            echo_messages: true,
+        }),
+        false,
+    );
+    io.add_namespace(
+        "/custom",
+        Arc::new(Echo {
+            echo_messages: false,
+        }),
+        false,
+    );
 
     let handle = move |ConnectInfo(remote): ConnectInfo<SocketAddr>, req: Request| {
         let io = io.clone();
@@ -128,7 +140,10 @@ async fn main() -> std::io::Result<()> {
         .route("/engine.io/", any(handle));
 
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port())).await?;
-    eprintln!("protocol_echo listening on http://{}", listener.local_addr()?);
+    eprintln!(
+        "protocol_echo listening on http://{}",
+        listener.local_addr()?
+    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

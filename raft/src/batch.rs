@@ -89,18 +89,27 @@ async fn process(core: &Core, mut items: Vec<Item>) {
         }
         let now = Instant::now();
         if now >= deadline {
-            return fail(items, ProposeError::NoQuorum("timed out waiting for a leader with quorum".into()));
+            return fail(
+                items,
+                ProposeError::NoQuorum("timed out waiting for a leader with quorum".into()),
+            );
         }
         let left = deadline - now;
         let leader = metrics.borrow().current_leader;
         match leader {
             Some(l) if l == core.id => {
                 if !core.leader_has_quorum() {
-                    return fail(items, ProposeError::NoQuorum("leader cannot reach a majority".into()));
+                    return fail(
+                        items,
+                        ProposeError::NoQuorum("leader cannot reach a majority".into()),
+                    );
                 }
                 let cmds: Vec<Command> = items.iter().map(|i| i.cmd.clone()).collect();
                 let n = cmds.len() as u64;
-                let req = Request { ts_ms: now_ms(), cmds };
+                let req = Request {
+                    ts_ms: now_ms(),
+                    cmds,
+                };
                 match tokio::time::timeout(left, core.raft.client_write(req)).await {
                     Ok(Ok(resp)) => {
                         core.batch_entries.fetch_add(1, Ordering::Relaxed);
@@ -124,13 +133,16 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                     Err(_) => {
                         return fail(
                             items,
-                            ProposeError::NoQuorum("not committed within the propose timeout".into()),
+                            ProposeError::NoQuorum(
+                                "not committed within the propose timeout".into(),
+                            ),
                         )
                     }
                 }
             }
             Some(l) => {
-                let (mine, others): (Vec<Item>, Vec<Item>) = items.into_iter().partition(|i| i.forwardable);
+                let (mine, others): (Vec<Item>, Vec<Item>) =
+                    items.into_iter().partition(|i| i.forwardable);
                 fail(others, ProposeError::NoQuorum(NOT_LEADER.into()));
                 items = mine;
                 if items.is_empty() {
@@ -141,7 +153,11 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                     continue;
                 };
                 let cmds: Vec<Command> = items.iter().map(|i| i.cmd.clone()).collect();
-                match core.net.call(&addr, Some(l), &Req::Forward(cmds), left).await {
+                match core
+                    .net
+                    .call(&addr, Some(l), &Req::Forward(cmds), left)
+                    .await
+                {
                     Ok(Resp::Forward(Ok(results))) => {
                         let mut retry = Vec::new();
                         for (i, r) in items.into_iter().zip(results) {
@@ -157,14 +173,19 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                             return;
                         }
                     }
-                    Ok(Resp::Forward(Err(ForwardRefused::NotLeader | ForwardRefused::ShuttingDown))) | Ok(_) => {}
+                    Ok(Resp::Forward(Err(
+                        ForwardRefused::NotLeader | ForwardRefused::ShuttingDown,
+                    )))
+                    | Ok(_) => {}
                     Err(e) => tracing::debug!(leader = l, error = %e, "forward failed"),
                 }
                 // Wait a little (or for a leader change) before routing again.
                 let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
             }
             None => {
-                let _ = tokio::time::timeout(left.min(Duration::from_millis(100)), metrics.changed()).await;
+                let _ =
+                    tokio::time::timeout(left.min(Duration::from_millis(100)), metrics.changed())
+                        .await;
             }
         }
     }

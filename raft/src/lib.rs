@@ -5,14 +5,22 @@
 //! - [`RaftNode::propose`]: propose a [`Command`] from any node, get its [`Response`];
 //! - [`RaftNode::state`]: local reads of the applied state ([`StateReader`]);
 //! - the [`Applied`] stream returned by [`RaftNode::start`], in log order.
+//!
+//! Known limits:
+//! - openraft 0.9.25 has no leadership transfer: [`RaftNode::shutdown`] on the leader stops
+//!   it, and the others elect a new leader after an election timeout (~0.6–1.2 s).
+//! - `propose` refuses up front when the leader has not heard from a majority within the
+//!   election timeout. In the residual case (quorum lost after the check) the entry may still
+//!   commit after `NoQuorum` was returned, if the quorum comes back.
+//! - Snapshots are built and sent whole, in memory (one frame); fine for moderate state.
 
 pub mod state;
 pub mod types;
 
 pub use types::*;
-pub mod store;
 pub mod error;
 pub mod network;
+pub mod store;
 
 pub use error::{ProposeError, StartError};
 pub use network::FaultSwitch;

@@ -47,13 +47,24 @@ impl StateReader {
 
     /// Retained durable events of `rooms` from entries after log `index`, in log order.
     pub fn events_after_index(&self, rooms: &[String], index: u64) -> Vec<(String, HistoryEvent)> {
-        or_default("events_after", read::events_after(&self.0, rooms, index, u32::MAX))
+        or_default(
+            "events_after",
+            read::events_after(&self.0, rooms, index, u32::MAX),
+        )
     }
 
     /// Retained durable events of `rooms` positioned after `(index, pos)`, in log order.
     /// Use `(index, pos)` of the last event seen as a unique recovery position.
-    pub fn events_after(&self, rooms: &[String], index: u64, pos: u32) -> Vec<(String, HistoryEvent)> {
-        or_default("events_after", read::events_after(&self.0, rooms, index, pos))
+    pub fn events_after(
+        &self,
+        rooms: &[String],
+        index: u64,
+        pos: u32,
+    ) -> Vec<(String, HistoryEvent)> {
+        or_default(
+            "events_after",
+            read::events_after(&self.0, rooms, index, pos),
+        )
     }
 
     /// Sockets of a user, cluster-wide.

@@ -59,7 +59,10 @@ pub enum Command {
     /// A socket left rooms.
     Leave { sid: String, rooms: Vec<String> },
     /// A socket disconnected. `recoverable_for_ms > 0` keeps a detached recovery record.
-    SocketClose { sid: String, recoverable_for_ms: u64 },
+    SocketClose {
+        sid: String,
+        recoverable_for_ms: u64,
+    },
     /// Take the detached record of `pid` (if unexpired) and give its rooms to `new_sid`.
     Recover {
         pid: String,
@@ -67,9 +70,15 @@ pub enum Command {
         node: NodeId,
     },
     /// A node (re)started: its previous sockets become detached recovery records.
-    NodeStarted { node: NodeId, recoverable_for_ms: u64 },
+    NodeStarted {
+        node: NodeId,
+        recoverable_for_ms: u64,
+    },
     /// The leader decided `node` is dead: same effect as [`Command::NodeStarted`].
-    PurgeNode { node: NodeId, recoverable_for_ms: u64 },
+    PurgeNode {
+        node: NodeId,
+        recoverable_for_ms: u64,
+    },
     /// Internal: names the cluster history. Ignored when an epoch is already set.
     SetEpoch { epoch: String },
 }

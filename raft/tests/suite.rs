@@ -23,7 +23,9 @@ struct Builder;
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl StoreBuilder<TypeConfig, LogStore, SmStore, (TempDir, sled::Db)> for Builder {
-    async fn build(&self) -> Result<((TempDir, sled::Db), LogStore, SmStore), StorageError<NodeId>> {
+    async fn build(
+        &self,
+    ) -> Result<((TempDir, sled::Db), LogStore, SmStore), StorageError<NodeId>> {
         let dir = std::env::temp_dir().join(format!(
             "raftcast-suite-{}-{}",
             std::process::id(),

@@ -195,7 +195,20 @@ pub trait Fanout: Send + Sync + 'static {
     /// Looks a session up (expired sessions are absent).
     async fn session(&self, session_id: &str) -> Result<Option<SessionInfo>, FanoutError>;
 
-    /// A room's history after `after` (sync: called while the room lock is held).
+    /// Whether [`Fanout::prepare`] must run before a replay (remote stores). When false the
+    /// gateway skips it and handles subscriptions without awaiting anything.
+    fn needs_prepare(&self) -> bool {
+        false
+    }
+
+    /// Makes the histories of `rooms` available to the sync reads below (a remote store
+    /// loads them into a local mirror that its deliveries then keep current).
+    async fn prepare(&self, _rooms: &[String]) -> Result<(), FanoutError> {
+        Ok(())
+    }
+
+    /// A room's history after `after` (sync: called while the room lock is held, so that
+    /// the replay and the live deliveries meet without a gap or a duplicate).
     fn history(&self, room: &str, after: u64) -> Result<History, FanoutError>;
 
     /// Durable events in `rooms` with a global index above `index`, in index order.
@@ -208,8 +221,11 @@ pub trait Fanout: Send + Sync + 'static {
     /// Mirrors a local membership change (queued; applied in order).
     fn membership(&self, change: Membership);
 
-    /// Takes the recoverable state of a socket that went away, if still within the window.
-    async fn recover(&self, pid: &str) -> Result<Option<RecoveredSocket>, FanoutError>;
+    /// Takes the recoverable state of a socket that went away, if still within the window;
+    /// the socket comes back as `new_sid` (the caller then reports it with
+    /// [`Membership::Open`]).
+    async fn recover(&self, pid: &str, new_sid: &str)
+        -> Result<Option<RecoveredSocket>, FanoutError>;
 
     async fn presence(&self, user_id: &str) -> Result<Presence, FanoutError>;
 

@@ -1,21 +1,519 @@
-//! The Raft backend (placeholder until `raftcast-raft`'s node API lands): runs the
-//! in-memory backend and says so loudly.
+//! The Raft backend (the default): sessions, memberships, room offsets and histories are
+//! replicated by `raftcast-raft`; every node delivers what it applies, in log order.
+//!
+//! Global order: an event's position is `(log index, position in the entry)`, packed into
+//! one number `index << 16 | pos` that serves as the broadcast sequence and as the offset
+//! Socket.IO's connection state recovery carries.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use super::local::{LocalFanout, Retention};
-use super::SharedFanout;
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use raftcast_raft::{Applied, Command, ProposeError, RaftConfig, RaftNode, Response, Role};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot, Notify};
+
+use super::local::Retention;
+use super::{
+    BackendHealth, ClusterCounts, Delivery, Fanout, FanoutError, History, Membership, Payload,
+    Presence, Published, RecoveredSocket, SessionInfo, SharedFanout, Sink, StoredEvent,
+};
 use crate::config::Config;
 
 /// Why the Raft backend could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RaftStartError {
-    #[error("{0}")]
+    #[error("peer address {addr:?}: {reason}")]
+    PeerAddr { addr: String, reason: String },
+    #[error("cluster secret: {0}")]
+    Secret(#[from] crate::secrets::SecretError),
+    #[error("raft: {0}")]
     Start(String),
 }
 
-/// Starts the Raft backend for this node.
+/// Packs `(log index, position)` into one ordered number.
+pub fn seq(index: u64, pos: u32) -> u64 {
+    (index << 16) | u64::from(pos.min(0xffff))
+}
+
+fn unseq(seq: u64) -> (u64, u32) {
+    (seq >> 16, (seq & 0xffff) as u32)
+}
+
+fn propose_err(e: ProposeError) -> FanoutError {
+    match e {
+        ProposeError::NoQuorum(m) => FanoutError::NoQuorum(m),
+        ProposeError::Rejected(m) => FanoutError::Invalid(m),
+        ProposeError::ShuttingDown => FanoutError::NoQuorum("this node is shutting down".into()),
+        ProposeError::Fatal(m) => FanoutError::Internal(m),
+    }
+}
+
+/// The Raft backend.
+pub struct RaftFanout {
+    node: RaftNode,
+    node_id: u64,
+    retention: Retention,
+    sink_tx: Mutex<Option<oneshot::Sender<Arc<dyn Sink>>>>,
+    membership_tx: mpsc::UnboundedSender<Membership>,
+    /// Highest log index delivered locally, and a wake-up for those waiting on it.
+    delivered: AtomicU64,
+    delivered_wake: Notify,
+}
+
+/// Starts the node's Raft group member and returns it as the fan-out backend.
 pub async fn start(config: &mut Config, retention: Retention) -> Result<SharedFanout, RaftStartError> {
-    tracing::warn!("Raft backend not wired yet: running the in-memory backend");
-    Ok(Arc::new(LocalFanout::new(config.node_id, retention)))
+    let secret = crate::secrets::ensure(
+        config.cluster_secret.as_ref().map(|s| s.expose()),
+        &config.data_dir,
+        "cluster-secret",
+        "cluster secret",
+    )?;
+    let peer_addr = config.peer_listen_addr();
+    let peer_listen = tokio::net::lookup_host(&peer_addr)
+        .await
+        .map_err(|e| RaftStartError::PeerAddr {
+            addr: peer_addr.clone(),
+            reason: e.to_string(),
+        })?
+        .next()
+        .ok_or_else(|| RaftStartError::PeerAddr {
+            addr: peer_addr.clone(),
+            reason: "resolves to nothing".into(),
+        })?;
+    let et = u64::try_from(config.election_timeout.as_millis()).unwrap_or(300).max(50);
+    let cfg = RaftConfig {
+        node_id: config.node_id,
+        data_dir: config.data_dir.clone(),
+        peer_listen,
+        peers: config.peers.clone(),
+        join: config.join.clone(),
+        public_addr: config.advertise_addr.clone(),
+        cluster_secret: secret,
+        election_timeout_ms: (et, et * 2),
+        propose_timeout: config.propose_timeout,
+        node_dead_after: config.node_dead_after,
+        recovery_window: retention.recovery_window,
+        fault_injection: config.fault_injection,
+    };
+    let (node, applied) = RaftNode::start(cfg)
+        .await
+        .map_err(|e| RaftStartError::Start(e.to_string()))?;
+    tracing::info!(node_id = config.node_id, peer = %peer_listen, peers = config.peers.len(), "raft node started");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (sink_tx, sink_rx) = oneshot::channel::<Arc<dyn Sink>>();
+    let f = Arc::new(RaftFanout {
+        node_id: config.node_id,
+        node,
+        retention,
+        sink_tx: Mutex::new(Some(sink_tx)),
+        membership_tx: tx,
+        delivered: AtomicU64::new(0),
+        delivered_wake: Notify::new(),
+    });
+    tokio::spawn(membership_pump(f.clone(), rx));
+    let f2 = f.clone();
+    tokio::spawn(async move {
+        match sink_rx.await {
+            Ok(sink) => dispatch(f2, applied, sink).await,
+            Err(_) => tracing::error!("raft backend never attached to a sink"),
+        }
+    });
+    Ok(f)
+}
+
+impl RaftFanout {
+    fn reader(&self) -> raftcast_raft::StateReader {
+        self.node.state()
+    }
+
+    fn ms(d: Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Waits (bounded) until this node has delivered log index `index`.
+    async fn wait_delivered(&self, index: u64, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let wake = self.delivered_wake.notified();
+            if self.delivered.load(Ordering::Acquire) >= index {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, wake).await.is_err() {
+                tracing::debug!(index, "local apply lags; answering after commit only");
+                return;
+            }
+        }
+    }
+
+    fn to_stored(e: raftcast_raft::HistoryEvent) -> StoredEvent {
+        StoredEvent {
+            offset: e.offset,
+            index: seq(e.index, e.pos),
+            payload: Payload::from_bytes(&e.payload).unwrap_or_else(|_| Payload::json("null")),
+            event: e.event,
+            ts_ms: e.ts_ms,
+        }
+    }
+}
+
+/// Delivers applied entries to the sink, in log order.
+async fn dispatch(f: Arc<RaftFanout>, mut rx: mpsc::Receiver<Applied>, sink: Arc<dyn Sink>) {
+    while let Some(a) = rx.recv().await {
+        match a {
+            Applied::Published {
+                room,
+                event,
+                payload,
+                durable,
+                offset,
+                epoch,
+                ts_ms,
+                index,
+                pos,
+            } => {
+                let payload = match Payload::from_bytes(&payload) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(%room, index, error = %e, "undecodable payload in the log; skipped");
+                        continue;
+                    }
+                };
+                sink.deliver(&Delivery {
+                    room,
+                    event,
+                    payload,
+                    durable,
+                    offset,
+                    epoch,
+                    ts_ms,
+                    index: seq(index, pos),
+                });
+                f.delivered.fetch_max(index, Ordering::AcqRel);
+                f.delivered_wake.notify_waiters();
+            }
+            Applied::SessionRevoked {
+                session_id,
+                user_id,
+            } => sink.session_revoked(&session_id, &user_id),
+            Applied::SocketsDetached { node, sids } => {
+                tracing::info!(node, sockets = sids.len(), "sockets of a node detached (kept for recovery)");
+            }
+            Applied::SnapshotInstalled => {
+                tracing::info!("state replaced from a leader snapshot");
+            }
+        }
+    }
+    tracing::debug!("raft apply stream ended");
+}
+
+fn sid_of(m: &Membership) -> &str {
+    match m {
+        Membership::Open { sid, .. }
+        | Membership::Join { sid, .. }
+        | Membership::Leave { sid, .. }
+        | Membership::Close { sid, .. } => sid,
+    }
+}
+
+/// Proposes membership changes in order per socket: each wave holds at most one change per
+/// socket and is proposed concurrently (the node batches them into few log entries).
+async fn membership_pump(f: Arc<RaftFanout>, mut rx: mpsc::UnboundedReceiver<Membership>) {
+    let recover_ms = RaftFanout::ms(f.retention.recovery_window);
+    let mut backlog: std::collections::VecDeque<Membership> = std::collections::VecDeque::new();
+    loop {
+        if backlog.is_empty() {
+            match rx.recv().await {
+                Some(m) => backlog.push_back(m),
+                None => return,
+            }
+        }
+        while backlog.len() < 4096 {
+            match rx.try_recv() {
+                Ok(m) => backlog.push_back(m),
+                Err(_) => break,
+            }
+        }
+        let mut wave = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut rest = std::collections::VecDeque::new();
+        while let Some(m) = backlog.pop_front() {
+            if seen.contains(sid_of(&m)) || wave.len() >= 1024 {
+                seen.insert(sid_of(&m).to_owned());
+                rest.push_back(m);
+            } else {
+                seen.insert(sid_of(&m).to_owned());
+                wave.push(m);
+            }
+        }
+        backlog = rest;
+        let node_id = f.node_id;
+        let proposals = wave.into_iter().map(|m| {
+            let cmd = match m {
+                Membership::Open {
+                    sid,
+                    pid,
+                    user_id,
+                    session_id,
+                    rooms,
+                } => Command::SocketOpen {
+                    node: node_id,
+                    sid,
+                    pid,
+                    user_id,
+                    session_id,
+                    rooms,
+                },
+                Membership::Join { sid, rooms } => Command::Join { sid, rooms },
+                Membership::Leave { sid, rooms } => Command::Leave { sid, rooms },
+                Membership::Close { sid, recoverable } => Command::SocketClose {
+                    sid,
+                    recoverable_for_ms: if recoverable { recover_ms } else { 0 },
+                },
+            };
+            let f = f.clone();
+            async move {
+                if let Err(e) = f.node.propose(cmd).await {
+                    // Presence may be stale until the node is purged or restarted; delivery is
+                    // unaffected (it follows local membership).
+                    tracing::warn!(error = %e, "membership change not replicated");
+                }
+            }
+        });
+        futures_util::future::join_all(proposals).await;
+    }
+}
+
+#[async_trait]
+impl Fanout for RaftFanout {
+    fn name(&self) -> &'static str {
+        "raft"
+    }
+
+    fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    fn epoch(&self) -> String {
+        self.node.epoch().unwrap_or_default()
+    }
+
+    fn attach(&self, sink: Arc<dyn Sink>) {
+        if let Some(tx) = self.sink_tx.lock().take() {
+            let _ = tx.send(sink);
+        }
+    }
+
+    async fn publish(
+        &self,
+        room: &str,
+        event: &str,
+        payload: Payload,
+        durable: bool,
+    ) -> Result<Published, FanoutError> {
+        let cmd = Command::Publish {
+            room: room.to_owned(),
+            event: event.to_owned(),
+            payload: payload.to_bytes(),
+            durable,
+            history_max: u32::try_from(self.retention.history_size).unwrap_or(u32::MAX),
+            history_ttl_ms: Self::ms(self.retention.history_ttl),
+        };
+        match self.node.propose(cmd).await.map_err(propose_err)? {
+            Response::Published {
+                room,
+                offset,
+                epoch,
+                ts_ms,
+                index,
+                ..
+            } => {
+                self.wait_delivered(index, Duration::from_secs(2)).await;
+                Ok(Published {
+                    room,
+                    offset,
+                    epoch,
+                    ts_ms,
+                })
+            }
+            other => Err(FanoutError::Internal(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    async fn create_session(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        expires_at_ms: u64,
+    ) -> Result<(), FanoutError> {
+        self.node
+            .propose(Command::CreateSession {
+                session_id: session_id.to_owned(),
+                user_id: user_id.to_owned(),
+                expires_at_ms,
+            })
+            .await
+            .map_err(propose_err)?;
+        Ok(())
+    }
+
+    async fn revoke_session(&self, session_id: &str) -> Result<Option<String>, FanoutError> {
+        let user = self.reader().session(session_id).map(|s| s.user_id);
+        self.node
+            .propose(Command::RevokeSession {
+                session_id: session_id.to_owned(),
+            })
+            .await
+            .map_err(propose_err)?;
+        Ok(user)
+    }
+
+    async fn session(&self, session_id: &str) -> Result<Option<SessionInfo>, FanoutError> {
+        // A session created through another node may not be applied here yet: give this
+        // node a moment to catch up before calling it unknown.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        loop {
+            if let Some(s) = self.reader().session(session_id) {
+                return Ok(Some(SessionInfo {
+                    user_id: s.user_id,
+                    expires_at_ms: s.expires_at_ms,
+                }));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+    }
+
+    fn history(&self, room: &str, after: u64) -> Result<History, FanoutError> {
+        let h = self.reader().history(room, after);
+        Ok(History {
+            epoch: if h.epoch.is_empty() { self.epoch() } else { h.epoch },
+            last_offset: h.last_offset,
+            first_retained: h.first_retained,
+            events: h.events.into_iter().map(Self::to_stored).collect(),
+        })
+    }
+
+    fn events_after_index(
+        &self,
+        rooms: &[String],
+        index: u64,
+    ) -> Result<Vec<(String, StoredEvent)>, FanoutError> {
+        let (i, p) = unseq(index);
+        Ok(self
+            .reader()
+            .events_after(rooms, i, p)
+            .into_iter()
+            .map(|(r, e)| (r, Self::to_stored(e)))
+            .collect())
+    }
+
+    fn membership(&self, change: Membership) {
+        if self.membership_tx.send(change).is_err() {
+            tracing::warn!("membership change after the backend stopped");
+        }
+    }
+
+    async fn recover(
+        &self,
+        pid: &str,
+        new_sid: &str,
+    ) -> Result<Option<RecoveredSocket>, FanoutError> {
+        let r = self
+            .node
+            .propose(Command::Recover {
+                pid: pid.to_owned(),
+                new_sid: new_sid.to_owned(),
+                node: self.node_id,
+            })
+            .await
+            .map_err(propose_err)?;
+        Ok(match r {
+            Response::Recovered {
+                user_id,
+                session_id,
+                rooms,
+                old_sid,
+            } => Some(RecoveredSocket {
+                sid: old_sid,
+                user_id,
+                session_id,
+                rooms,
+            }),
+            _ => None,
+        })
+    }
+
+    async fn presence(&self, user_id: &str) -> Result<Presence, FanoutError> {
+        let mut sockets = self.reader().presence(user_id);
+        sockets.sort();
+        Ok(Presence { sockets })
+    }
+
+    async fn counts(&self) -> Result<ClusterCounts, FanoutError> {
+        let s = self.reader().stats();
+        Ok(ClusterCounts {
+            connections_per_node: s.connections_per_node,
+            unique_users: s.unique_users,
+            room_count: s.room_count,
+        })
+    }
+
+    fn health(&self) -> BackendHealth {
+        let st = self.node.status();
+        let lag = st.commit_index.saturating_sub(st.applied_index);
+        let unreachable = st.nodes.iter().any(|n| !n.reachable);
+        BackendHealth {
+            healthy: st.leader_id.is_some() && st.has_quorum,
+            degraded: unreachable || lag > 1000,
+            ready: self.node.is_ready(),
+            detail: json!({
+                "leader": st.leader_id,
+                "term": st.term,
+                "commitIndex": st.commit_index,
+                "appliedIndex": st.applied_index,
+                "lag": lag,
+                "lagging": lag > 1000,
+                "hasQuorum": st.has_quorum,
+            }),
+        }
+    }
+
+    fn cluster_status(&self) -> Option<serde_json::Value> {
+        let st = self.node.status();
+        let per_node = self.reader().stats().connections_per_node;
+        let nodes: Vec<serde_json::Value> = st
+            .nodes
+            .iter()
+            .map(|n| {
+                json!({
+                    "id": n.id,
+                    "addr": n.public_addr,
+                    "peerAddr": n.peer_addr,
+                    "role": match n.role { Role::Leader => "leader", Role::Follower => "follower", Role::Learner => "learner" },
+                    "reachable": n.reachable,
+                    "connections": per_node.get(&n.id).copied().unwrap_or(0),
+                })
+            })
+            .collect();
+        Some(json!({
+            "nodeId": st.node_id,
+            "leaderId": st.leader_id,
+            "term": st.term,
+            "commitIndex": st.commit_index,
+            "appliedIndex": st.applied_index,
+            "lastLogIndex": st.last_log_index,
+            "hasQuorum": st.has_quorum,
+            "adapter": "raft",
+            "nodes": nodes,
+        }))
+    }
+
+    async fn shutdown(&self) {
+        self.node.shutdown().await;
+    }
 }

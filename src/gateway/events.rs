@@ -11,7 +11,7 @@ use super::error::GatewayError;
 use super::validate::{is_symbol, parse_since, Since};
 use super::{Gateway, SocketCtx};
 use crate::fanout::Membership;
-use crate::socketio::{AckSender, Event, Frames, Socket};
+use crate::socketio::{AckSender, BoxFuture, Event, Frames, Socket};
 use crate::util::now_unix_ms;
 
 /// Sends the confirmation event and the ack with the same object.
@@ -32,7 +32,55 @@ fn fail(socket: &Socket, ack: Option<AckSender>, event: &str, err: GatewayError)
     }
 }
 
-pub(super) fn handle(g: &Gateway, socket: &Arc<Socket>, mut ev: Event) {
+/// Handles a client event; returns work to await when the backend must load histories
+/// before a subscription can replay them.
+pub(super) fn handle(g: &Gateway, socket: &Arc<Socket>, ev: Event) -> Option<BoxFuture<()>> {
+    let fanout = &g.0.fanout;
+    let needs = fanout.needs_prepare()
+        && matches!(
+            ev.name.as_str(),
+            "subscribe:portfolio" | "subscribe:trades" | "subscribe:watchlist"
+        );
+    if !needs {
+        handle_now(g, socket, ev);
+        return None;
+    }
+    let rooms = socket
+        .state::<SocketCtx>()
+        .map(|ctx| rooms_for(ctx, &ev))
+        .unwrap_or_default();
+    let (g, socket, fanout) = (g.clone(), socket.clone(), fanout.clone());
+    Some(Box::pin(async move {
+        if let Err(e) = fanout.prepare(&rooms).await {
+            tracing::warn!(error = %e, "could not load room histories before a subscription");
+        }
+        handle_now(&g, &socket, ev);
+    }))
+}
+
+/// The rooms a subscription event would replay.
+fn rooms_for(ctx: &SocketCtx, ev: &Event) -> Vec<String> {
+    match ev.name.as_str() {
+        "subscribe:portfolio" => vec![format!("portfolio:{}", ctx.user_id())],
+        "subscribe:trades" => vec![format!("user:{}", ctx.user_id())],
+        _ => ev
+            .args
+            .first()
+            .and_then(|a| a.get("symbols"))
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .filter(|s| is_symbol(s))
+                    .take(64)
+                    .map(|s| format!("watchlist:{s}"))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+fn handle_now(g: &Gateway, socket: &Arc<Socket>, mut ev: Event) {
     let Some(ctx) = socket.state::<SocketCtx>() else { return };
     let ack = ev.ack.take();
     if let Err(e) = ctx.check_event() {

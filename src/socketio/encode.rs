@@ -78,7 +78,13 @@ pub fn connect_error(nsp: &str, message: &str, data: Option<&Value>) -> Frame {
     }
     Frame::text(format!(
         "4{}",
-        packet::encode(PacketType::ConnectError, nsp, None, 0, Some(&Value::Object(obj)))
+        packet::encode(
+            PacketType::ConnectError,
+            nsp,
+            None,
+            0,
+            Some(&Value::Object(obj))
+        )
     ))
 }
 
@@ -90,7 +96,13 @@ pub fn disconnect(nsp: &str) -> Frame {
     ))
 }
 
-fn finish(kind: PacketType, nsp: &str, id: Option<u64>, json: &str, attachments: &[Bytes]) -> Frames {
+fn finish(
+    kind: PacketType,
+    nsp: &str,
+    id: Option<u64>,
+    json: &str,
+    attachments: &[Bytes],
+) -> Frames {
     let mut text = String::with_capacity(json.len() + nsp.len() + 12);
     text.push('4');
     packet::write_header(&mut text, kind, nsp, id, attachments.len());
@@ -130,17 +142,33 @@ mod tests {
         let f = event_raw("/chat", "e\"v", r#"{"a":1},"7""#, &[], Some(4));
         assert_eq!(text(&f[0]), r#"42/chat,4["e\"v",{"a":1},"7"]"#);
         let bin = Bytes::from_static(&[1, 2]);
-        let f = event("/", "b", &[packet::placeholder(0)], std::slice::from_ref(&bin), None);
+        let f = event(
+            "/",
+            "b",
+            &[packet::placeholder(0)],
+            std::slice::from_ref(&bin),
+            None,
+        );
         assert_eq!(text(&f[0]), r#"451-["b",{"_placeholder":true,"num":0}]"#);
         assert_eq!(f[1], Frame::Binary(bin));
     }
 
     #[test]
     fn control_frames() {
-        assert_eq!(text(&connect_ok("/", "abc", Some("p"))), r#"40{"pid":"p","sid":"abc"}"#);
-        assert_eq!(text(&connect_ok("/x", "abc", None)), r#"40/x,{"sid":"abc"}"#);
         assert_eq!(
-            text(&connect_error("/", "UNAUTHORIZED", Some(&json!({"code":"UNAUTHORIZED"})))),
+            text(&connect_ok("/", "abc", Some("p"))),
+            r#"40{"pid":"p","sid":"abc"}"#
+        );
+        assert_eq!(
+            text(&connect_ok("/x", "abc", None)),
+            r#"40/x,{"sid":"abc"}"#
+        );
+        assert_eq!(
+            text(&connect_error(
+                "/",
+                "UNAUTHORIZED",
+                Some(&json!({"code":"UNAUTHORIZED"}))
+            )),
             r#"44{"data":{"code":"UNAUTHORIZED"},"message":"UNAUTHORIZED"}"#
         );
         assert_eq!(text(&disconnect("/")), "41");

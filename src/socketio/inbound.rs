@@ -147,7 +147,11 @@ fn dispatch(io: &Io, conn: &Arc<Conn>, packet: Packet, attachments: Vec<Bytes>) 
 
 fn connect(io: &Io, conn: &Arc<Conn>, packet: Packet) -> Outcome {
     let Some(ns) = io.inner.namespace(&packet.nsp) else {
-        conn.push_one(encode::connect_error(&packet.nsp, "Invalid namespace", None));
+        conn.push_one(encode::connect_error(
+            &packet.nsp,
+            "Invalid namespace",
+            None,
+        ));
         return Outcome::Continue;
     };
     if conn.socket(&packet.nsp).is_some() {

@@ -50,7 +50,9 @@ pub struct Namespace {
 
 impl std::fmt::Debug for Namespace {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Namespace").field("path", &self.path).finish()
+        f.debug_struct("Namespace")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -91,14 +93,20 @@ impl Namespace {
         self.watermark.load(Ordering::Acquire)
     }
 
-    fn deliver(&self, rooms: &HashMap<Arc<str>, Members>, target: &Target, frames: &[Frame]) -> usize {
+    fn deliver(
+        &self,
+        rooms: &HashMap<Arc<str>, Members>,
+        target: &Target,
+        frames: &[Frame],
+    ) -> usize {
         let excluded = |s: &Arc<Socket>| {
             (!target.except_sids.is_empty() && target.except_sids.iter().any(|x| **x == *s.id()))
                 || (!target.except_rooms.is_empty()
-                    && target
-                        .except_rooms
-                        .iter()
-                        .any(|r| rooms.get(r.as_str()).is_some_and(|m| m.contains_key(s.id()))))
+                    && target.except_rooms.iter().any(|r| {
+                        rooms
+                            .get(r.as_str())
+                            .is_some_and(|m| m.contains_key(s.id()))
+                    }))
         };
         let mut sent = 0;
         match target.rooms.as_slice() {
@@ -214,7 +222,11 @@ impl Namespace {
 
     /// How many rooms start with `prefix` (e.g. `user:` rooms = unique local users).
     pub fn rooms_with_prefix(&self, prefix: &str) -> usize {
-        self.rooms.read().keys().filter(|r| r.starts_with(prefix)).count()
+        self.rooms
+            .read()
+            .keys()
+            .filter(|r| r.starts_with(prefix))
+            .count()
     }
 
     /// How many local sockets and rooms this namespace has.

@@ -107,7 +107,10 @@ impl Packet {
 
         let mut nsp = String::from("/");
         if bytes.get(pos) == Some(&b'/') {
-            let end = text[pos..].find(',').map(|i| pos + i).unwrap_or(bytes.len());
+            let end = text[pos..]
+                .find(',')
+                .map(|i| pos + i)
+                .unwrap_or(bytes.len());
             if end - pos > MAX_NSP_LEN {
                 return Err(PacketError::BadNamespace);
             }
@@ -124,7 +127,11 @@ impl Packet {
             }
         }
         if pos > start {
-            id = Some(text[start..pos].parse().map_err(|_| PacketError::BadAckId)?);
+            id = Some(
+                text[start..pos]
+                    .parse()
+                    .map_err(|_| PacketError::BadAckId)?,
+            );
         }
 
         let rest = &text[pos..];
@@ -156,9 +163,7 @@ impl Packet {
                 _ => Err(PacketError::BadShape),
             },
             PacketType::Event | PacketType::BinaryEvent => match &self.data {
-                Some(Value::Array(items))
-                    if matches!(items.first(), Some(Value::String(_))) =>
-                {
+                Some(Value::Array(items)) if matches!(items.first(), Some(Value::String(_))) => {
                     self.check_placeholders()
                 }
                 _ => Err(PacketError::BadShape),
@@ -274,7 +279,10 @@ mod tests {
     #[test]
     fn decodes_connect_variants() {
         let p = ok("0");
-        assert_eq!((p.kind, p.nsp.as_str(), p.data), (PacketType::Connect, "/", None));
+        assert_eq!(
+            (p.kind, p.nsp.as_str(), p.data),
+            (PacketType::Connect, "/", None)
+        );
         let p = ok("0/admin,{\"token\":\"x\"}");
         assert_eq!(p.nsp, "/admin");
         assert_eq!(p.data, Some(json!({"token": "x"})));
@@ -302,7 +310,10 @@ mod tests {
         let p = ok("52-[\"up\",{\"_placeholder\":true,\"num\":0},{\"a\":{\"_placeholder\":true,\"num\":1}}]");
         assert_eq!((p.kind, p.attachments), (PacketType::BinaryEvent, 2));
         let p = ok("61-/nsp,3[{\"_placeholder\":true,\"num\":0}]");
-        assert_eq!((p.kind, p.nsp.as_str(), p.id), (PacketType::BinaryAck, "/nsp", Some(3)));
+        assert_eq!(
+            (p.kind, p.nsp.as_str(), p.id),
+            (PacketType::BinaryAck, "/nsp", Some(3))
+        );
     }
 
     #[test]
@@ -326,34 +337,87 @@ mod tests {
             ("11[]", PacketError::BadShape),
             ("21234567890123456[\"a\"]", PacketError::BadAckId),
             ("51-[\"a\"]", PacketError::BadPlaceholder),
-            ("51-[\"a\",{\"_placeholder\":true,\"num\":1}]", PacketError::BadPlaceholder),
-            ("50-[\"a\",{\"_placeholder\":true,\"num\":0}]", PacketError::BadPlaceholder),
-            ("51-[\"a\",{\"_placeholder\":true,\"num\":-1}]", PacketError::BadPlaceholder),
+            (
+                "51-[\"a\",{\"_placeholder\":true,\"num\":1}]",
+                PacketError::BadPlaceholder,
+            ),
+            (
+                "50-[\"a\",{\"_placeholder\":true,\"num\":0}]",
+                PacketError::BadPlaceholder,
+            ),
+            (
+                "51-[\"a\",{\"_placeholder\":true,\"num\":-1}]",
+                PacketError::BadPlaceholder,
+            ),
         ];
         for (text, err) in cases {
             assert_eq!(Packet::decode(text, 10).as_ref().err(), Some(err), "{text}");
         }
         let long_nsp = format!("0/{},", "a".repeat(300));
-        assert_eq!(Packet::decode(&long_nsp, 10), Err(PacketError::BadNamespace));
+        assert_eq!(
+            Packet::decode(&long_nsp, 10),
+            Err(PacketError::BadNamespace)
+        );
         let deep = format!("2[\"a\",{}1{}]", "[".repeat(100), "]".repeat(100));
         assert!(Packet::decode(&deep, 10).is_err());
     }
 
     #[test]
     fn encodes() {
-        assert_eq!(encode(PacketType::Connect, "/", None, 0, Some(&json!({"sid":"a"}))), "0{\"sid\":\"a\"}");
-        assert_eq!(encode(PacketType::Event, "/x", Some(3), 0, Some(&json!(["e"]))), "2/x,3[\"e\"]");
-        assert_eq!(encode(PacketType::Event, "/", None, 2, Some(&json!(["e"]))), "52-[\"e\"]");
-        assert_eq!(encode(PacketType::Ack, "/", Some(9), 1, Some(&json!([]))), "61-9[]");
+        assert_eq!(
+            encode(PacketType::Connect, "/", None, 0, Some(&json!({"sid":"a"}))),
+            "0{\"sid\":\"a\"}"
+        );
+        assert_eq!(
+            encode(PacketType::Event, "/x", Some(3), 0, Some(&json!(["e"]))),
+            "2/x,3[\"e\"]"
+        );
+        assert_eq!(
+            encode(PacketType::Event, "/", None, 2, Some(&json!(["e"]))),
+            "52-[\"e\"]"
+        );
+        assert_eq!(
+            encode(PacketType::Ack, "/", Some(9), 1, Some(&json!([]))),
+            "61-9[]"
+        );
         assert_eq!(encode(PacketType::Disconnect, "/", None, 0, None), "1");
-        let round = encode(PacketType::Event, "/a", Some(1), 1, Some(&json!(["e", placeholder(0)])));
+        let round = encode(
+            PacketType::Event,
+            "/a",
+            Some(1),
+            1,
+            Some(&json!(["e", placeholder(0)])),
+        );
         let p = ok(&round);
-        assert_eq!((p.kind, p.attachments, p.id), (PacketType::BinaryEvent, 1, Some(1)));
+        assert_eq!(
+            (p.kind, p.attachments, p.id),
+            (PacketType::BinaryEvent, 1, Some(1))
+        );
     }
 
     #[test]
     fn any_text_decodes_without_panic() {
-        let alphabet = ["0", "5", "2", "3", "1-", "/", ",", "[", "]", "{", "}", "\"", "_placeholder", ":", "true", "num", "9", "é", "-"];
+        let alphabet = [
+            "0",
+            "5",
+            "2",
+            "3",
+            "1-",
+            "/",
+            ",",
+            "[",
+            "]",
+            "{",
+            "}",
+            "\"",
+            "_placeholder",
+            ":",
+            "true",
+            "num",
+            "9",
+            "é",
+            "-",
+        ];
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for _ in 0..20_000 {
             let mut s = String::new();

@@ -39,7 +39,11 @@ fn payload(frames: impl IntoIterator<Item = Frame>) -> String {
 }
 
 /// A new polling connection: answers with the open packet.
-pub(crate) fn handshake(io: &Io, remote: std::net::SocketAddr, info: Arc<RequestInfo>) -> Response<Body> {
+pub(crate) fn handshake(
+    io: &Io,
+    remote: std::net::SocketAddr,
+    info: Arc<RequestInfo>,
+) -> Response<Body> {
     let (_conn, open) = io.open_conn(remote, Transport::Polling, info);
     text(StatusCode::OK, payload([open]), "text/plain; charset=UTF-8")
 }
@@ -74,7 +78,11 @@ pub(crate) async fn poll(io: &Io, conn: Arc<Conn>) -> Response<Body> {
         }
         if conn.is_closed() {
             io.finish(&conn);
-            return text(StatusCode::OK, close_answer(&conn).into(), "text/plain; charset=UTF-8");
+            return text(
+                StatusCode::OK,
+                close_answer(&conn).into(),
+                "text/plain; charset=UTF-8",
+            );
         }
         wake.await;
     }
@@ -102,7 +110,11 @@ pub(crate) async fn post(io: &Io, conn: Arc<Conn>, body: Body) -> Response<Body>
             conn.mark_closed(DisconnectReason::TransportError);
             io.finish(&conn);
             return if too_large {
-                text(StatusCode::PAYLOAD_TOO_LARGE, "payload too large".into(), "text/plain")
+                text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload too large".into(),
+                    "text/plain",
+                )
             } else {
                 EngineError::BadRequest.response()
             };
@@ -129,4 +141,35 @@ pub(crate) async fn post(io: &Io, conn: Arc<Conn>, body: Body) -> Response<Body>
         }
     }
     text(StatusCode::OK, "ok".into(), "text/html")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Conn {
+        Conn::new(
+            Arc::from("s"),
+            "127.0.0.1:1".parse().unwrap(),
+            Transport::Polling,
+            Arc::default(),
+            1000,
+            1 << 20,
+        )
+    }
+
+    #[test]
+    fn pending_poll_ends_with_noop_when_the_client_closed() {
+        let c = conn();
+        c.mark_closed(DisconnectReason::TransportClose);
+        assert_eq!(close_answer(&c), "6");
+        for reason in [
+            DisconnectReason::PingTimeout,
+            DisconnectReason::ServerShuttingDown,
+        ] {
+            let c = conn();
+            c.mark_closed(reason);
+            assert_eq!(close_answer(&c), "1");
+        }
+    }
 }

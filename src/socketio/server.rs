@@ -138,7 +138,12 @@ impl Io {
 
     /// Registers a namespace. With `recovery`, sockets get a `pid` and recoverable packets
     /// may carry offsets (connection state recovery).
-    pub fn add_namespace(&self, path: &str, handler: Arc<dyn Handler>, recovery: bool) -> Arc<Namespace> {
+    pub fn add_namespace(
+        &self,
+        path: &str,
+        handler: Arc<dyn Handler>,
+        recovery: bool,
+    ) -> Arc<Namespace> {
         let ns = Arc::new(Namespace::new(path, handler, recovery));
         self.inner
             .namespaces
@@ -219,7 +224,10 @@ impl Io {
                 ws::accept(self.clone(), req, remote, None, info)
             }
             (Transport::WebSocket, Some(sid)) => match self.inner.conn(&sid) {
-                Some(conn) if conn.transport() == Transport::Polling && self.inner.config.allow_upgrades => {
+                Some(conn)
+                    if conn.transport() == Transport::Polling
+                        && self.inner.config.allow_upgrades =>
+                {
                     let info = request_info(&req, query);
                     ws::accept(self.clone(), req, remote, Some(conn), info)
                 }
@@ -465,6 +473,8 @@ mod tests {
         let b = random_id();
         assert_ne!(a, b);
         assert_eq!(a.len(), 20);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
     }
 }

@@ -154,7 +154,13 @@ impl Socket {
             .lock()
             .get_or_insert_with(Default::default)
             .insert(id, tx);
-        if !self.send_frames(&encode::event(self.nsp(), event, args, attachments, Some(id))) {
+        if !self.send_frames(&encode::event(
+            self.nsp(),
+            event,
+            args,
+            attachments,
+            Some(id),
+        )) {
             self.take_ack(id);
             return Err(AckError::Disconnected);
         }

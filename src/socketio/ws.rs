@@ -34,7 +34,10 @@ fn handshake(mut req: Request<Body>) -> Result<(OnUpgrade, Response<Body>), Resp
     let version_ok = headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_some_and(|v| v.as_bytes() == b"13");
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY).filter(|_| version_ok) else {
+    let Some(key) = headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .filter(|_| version_ok)
+    else {
         return Err(EngineError::BadRequest.response());
     };
     let accept_key = derive_accept_key(key.as_bytes());
@@ -61,7 +64,8 @@ pub(crate) fn refuse(req: Request<Body>) -> Response<Body> {
     };
     tokio::spawn(async move {
         if let Ok(upgraded) = on_upgrade.await {
-            let mut ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+            let mut ws =
+                WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
             let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
         }
     });
@@ -96,7 +100,9 @@ pub(crate) fn accept(
                 return;
             }
         };
-        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config)).await;
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+                .await;
         run(io, ws, remote, existing, info).await;
     });
     resp
@@ -123,7 +129,13 @@ async fn write_all(conn: &Conn, ws: &mut Ws) -> Result<(), tokio_tungstenite::tu
     ws.flush().await
 }
 
-async fn run(io: Io, mut ws: Ws, remote: SocketAddr, existing: Option<Arc<Conn>>, info: Arc<RequestInfo>) {
+async fn run(
+    io: Io,
+    mut ws: Ws,
+    remote: SocketAddr,
+    existing: Option<Arc<Conn>>,
+    info: Arc<RequestInfo>,
+) {
     let conn = match existing {
         None => {
             let (conn, open) = io.open_conn(remote, Transport::WebSocket, info);
@@ -211,7 +223,11 @@ async fn probe(conn: &Arc<Conn>, ws: &mut Ws, wait: Duration) -> bool {
     if !expect(ws, "2probe", wait).await {
         return false;
     }
-    if ws.send(Message::Text(Utf8Bytes::from_static("3probe"))).await.is_err() {
+    if ws
+        .send(Message::Text(Utf8Bytes::from_static("3probe")))
+        .await
+        .is_err()
+    {
         return false;
     }
     conn.push_one(Frame::text("6"));

@@ -45,14 +45,28 @@ fn nonce() -> [u8; 32] {
 /// Client side: returns the peer's node id.
 pub async fn client(s: &mut TcpStream, secret: &str, me: NodeId) -> Result<NodeId, NetError> {
     let nc = nonce();
-    write_frame(s, &Hs::Hello { node_id: me, nonce: nc }).await?;
-    let Hs::Challenge { nonce: ns, mac: smac } = read_frame(s, HS_LIMIT).await? else {
+    write_frame(
+        s,
+        &Hs::Hello {
+            node_id: me,
+            nonce: nc,
+        },
+    )
+    .await?;
+    let Hs::Challenge {
+        nonce: ns,
+        mac: smac,
+    } = read_frame(s, HS_LIMIT).await?
+    else {
         return Err(NetError::Auth("expected challenge".into()));
     };
     mac(secret, &[b"srv", &nc])
         .verify_slice(&smac)
         .map_err(|_| NetError::Auth("peer does not know the cluster secret".into()))?;
-    let proof = mac(secret, &[b"cli", &ns, &me.to_be_bytes()]).finalize().into_bytes().to_vec();
+    let proof = mac(secret, &[b"cli", &ns, &me.to_be_bytes()])
+        .finalize()
+        .into_bytes()
+        .to_vec();
     write_frame(s, &Hs::Proof { mac: proof }).await?;
     match read_frame(s, HS_LIMIT).await {
         Ok(Hs::Welcome { node_id }) => Ok(node_id),
@@ -68,7 +82,14 @@ pub async fn server(s: &mut TcpStream, secret: &str, me: NodeId) -> Result<NodeI
     };
     let ns = nonce();
     let smac = mac(secret, &[b"srv", &nc]).finalize().into_bytes().to_vec();
-    write_frame(s, &Hs::Challenge { nonce: ns, mac: smac }).await?;
+    write_frame(
+        s,
+        &Hs::Challenge {
+            nonce: ns,
+            mac: smac,
+        },
+    )
+    .await?;
     let Hs::Proof { mac: cmac } = read_frame(s, HS_LIMIT).await? else {
         return Err(NetError::Auth("expected proof".into()));
     };

@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use openraft::error::{
-    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, ReplicationClosed,
+    StreamingError, Unreachable,
 };
 use openraft::network::RPCOption;
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, SnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::{AnyError, RaftNetwork, RaftNetworkFactory, Snapshot, Vote};
 use tokio::net::TcpStream;
@@ -66,7 +67,10 @@ impl NetCtx {
 
     /// When `node` was last heard from (a reply to us, or a request to us).
     pub fn last_contact(&self, node: NodeId) -> Option<Instant> {
-        self.contacts.lock().ok().and_then(|c| c.get(&node).copied())
+        self.contacts
+            .lock()
+            .ok()
+            .and_then(|c| c.get(&node).copied())
     }
 
     fn peer(&self, addr: &str) -> Arc<Peer> {
@@ -83,13 +87,24 @@ impl NetCtx {
     }
 
     /// One request/response with the peer at `addr` (expected to be node `target` if known).
-    pub async fn call(&self, addr: &str, target: Option<NodeId>, req: &Req, timeout: Duration) -> Result<Resp, NetError> {
+    pub async fn call(
+        &self,
+        addr: &str,
+        target: Option<NodeId>,
+        req: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, NetError> {
         tokio::time::timeout(timeout, self.call_inner(addr, target, req))
             .await
             .map_err(|_| NetError::Timeout)?
     }
 
-    async fn call_inner(&self, addr: &str, target: Option<NodeId>, req: &Req) -> Result<Resp, NetError> {
+    async fn call_inner(
+        &self,
+        addr: &str,
+        target: Option<NodeId>,
+        req: &Req,
+    ) -> Result<Resp, NetError> {
         if let Some(f) = &self.fault {
             let (drop, delay) = f.outgoing(target);
             if let Some(d) = delay {
@@ -101,22 +116,21 @@ impl NetCtx {
         }
         let peer = self.peer(addr);
         let pooled = peer.idle.lock().ok().and_then(|mut v| v.pop());
-        let (mut stream, peer_id) = match pooled {
+        let was_pooled = pooled.is_some();
+        let (stream, peer_id) = match pooled {
             Some(c) => c,
-            None => {
-                let mut s = TcpStream::connect(&peer.addr).await?;
-                s.set_nodelay(true)?;
-                let id = auth::client(&mut s, &self.secret, self.me).await?;
-                (s, id)
-            }
+            None => self.connect(&peer.addr).await?,
         };
-        if let Some(f) = &self.fault {
-            if f.outgoing(Some(peer_id)).0 {
-                return Err(NetError::Injected);
-            }
-        }
-        write_frame(&mut stream, req).await?;
-        let resp: Resp = read_frame(&mut stream, MAX_FRAME).await?;
+        let (stream, peer_id, resp) =
+            match exchange(stream, peer_id, req, self.fault.as_ref()).await {
+                Ok(r) => r,
+                // A pooled connection may have been closed by a restarted peer: retry once fresh.
+                Err(NetError::Io(_)) if was_pooled => {
+                    let (s, id) = self.connect(&peer.addr).await?;
+                    exchange(s, id, req, self.fault.as_ref()).await?
+                }
+                Err(e) => return Err(e),
+            };
         self.touch(peer_id);
         if let Ok(mut idle) = peer.idle.lock() {
             if idle.len() < 8 {
@@ -125,6 +139,27 @@ impl NetCtx {
         }
         Ok(resp)
     }
+
+    async fn connect(&self, addr: &str) -> Result<(TcpStream, NodeId), NetError> {
+        let mut s = TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        let id = auth::client(&mut s, &self.secret, self.me).await?;
+        Ok((s, id))
+    }
+}
+
+async fn exchange(
+    mut stream: TcpStream,
+    peer_id: NodeId,
+    req: &Req,
+    fault: Option<&FaultSwitch>,
+) -> Result<(TcpStream, NodeId, Resp), NetError> {
+    if fault.is_some_and(|f| f.outgoing(Some(peer_id)).0) {
+        return Err(NetError::Injected);
+    }
+    write_frame(&mut stream, req).await?;
+    let resp: Resp = read_frame(&mut stream, MAX_FRAME).await?;
+    Ok((stream, peer_id, resp))
 }
 
 /// openraft's network factory.
@@ -167,7 +202,9 @@ fn remote_err<E: std::error::Error>(s: String) -> RpcErr<E> {
 
 impl PeerClient {
     async fn rpc(&self, req: Req, ttl: Duration) -> Result<Resp, NetError> {
-        self.ctx.call(&self.addr, Some(self.target), &req, ttl).await
+        self.ctx
+            .call(&self.addr, Some(self.target), &req, ttl)
+            .await
     }
 }
 
@@ -191,10 +228,16 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         _option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
         // Snapshots go whole through `full_snapshot`; the chunked RPC is not used.
-        Err(remote_err("chunked install_snapshot is not supported".into()))
+        Err(remote_err(
+            "chunked install_snapshot is not supported".into(),
+        ))
     }
 
-    async fn vote(&mut self, rpc: VoteRequest<NodeId>, option: RPCOption) -> Result<VoteResponse<NodeId>, RpcErr> {
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RpcErr> {
         match self.rpc(Req::Vote(rpc), option.hard_ttl()).await {
             Ok(Resp::Vote(Ok(r))) => Ok(r),
             Ok(Resp::Vote(Err(s))) => Err(remote_err(s)),

@@ -68,7 +68,10 @@ impl FaultSwitch {
     pub(crate) fn outgoing(&self, peer: Option<NodeId>) -> (bool, Option<Duration>) {
         let s = self.st();
         match peer {
-            Some(p) => (s.isolated || s.drop_out.contains(&p), s.delay.get(&p).copied()),
+            Some(p) => (
+                s.isolated || s.drop_out.contains(&p),
+                s.delay.get(&p).copied(),
+            ),
             None => (s.isolated, None),
         }
     }
@@ -76,6 +79,9 @@ impl FaultSwitch {
     /// Whether a message from `peer` is dropped, and its delay.
     pub(crate) fn incoming(&self, peer: NodeId) -> (bool, Option<Duration>) {
         let s = self.st();
-        (s.isolated || s.drop_in.contains(&peer), s.delay.get(&peer).copied())
+        (
+            s.isolated || s.drop_in.contains(&peer),
+            s.delay.get(&peer).copied(),
+        )
     }
 }

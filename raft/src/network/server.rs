@@ -18,7 +18,12 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Accept peers on `listener` until `stop` turns true.
-pub async fn serve<H: Handler>(listener: TcpListener, ctx: Arc<NetCtx>, handler: Arc<H>, mut stop: watch::Receiver<bool>) {
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    ctx: Arc<NetCtx>,
+    handler: Arc<H>,
+    mut stop: watch::Receiver<bool>,
+) {
     loop {
         let accepted = tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -49,7 +54,12 @@ async fn conn<H: Handler>(
 ) -> Result<(), super::NetError> {
     s.set_nodelay(true)?;
     let peer_addr = s.peer_addr().ok();
-    let from = match tokio::time::timeout(Duration::from_secs(5), auth::server(&mut s, ctx.secret(), ctx.me)).await {
+    let from = match tokio::time::timeout(
+        Duration::from_secs(5),
+        auth::server(&mut s, ctx.secret(), ctx.me),
+    )
+    .await
+    {
         Ok(Ok(id)) => id,
         Ok(Err(e)) => {
             tracing::warn!(peer = ?peer_addr, error = %e, "peer refused");

@@ -1,6 +1,8 @@
 //! Frames and messages of the peer protocol.
 
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
 use openraft::{SnapshotMeta, Vote};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -26,7 +28,10 @@ pub enum Req {
     /// Proposals forwarded from a follower to the leader.
     Forward(Vec<Command>),
     /// A node asks to join as a learner.
-    Join { node_id: NodeId, info: NodeInfo },
+    Join {
+        node_id: NodeId,
+        info: NodeInfo,
+    },
     Ping,
 }
 
@@ -64,7 +69,10 @@ pub enum Resp {
 }
 
 /// Write one frame: 4-byte big-endian length, then the bincode body.
-pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg: &T) -> Result<(), NetError> {
+pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(
+    w: &mut W,
+    msg: &T,
+) -> Result<(), NetError> {
     let body = bincode::serde::encode_to_vec(msg, bincode::config::standard())
         .map_err(|e| NetError::Codec(e.to_string()))?;
     if body.len() > MAX_FRAME {
@@ -78,7 +86,10 @@ pub async fn write_frame<W: AsyncWriteExt + Unpin, T: Serialize>(w: &mut W, msg:
 }
 
 /// Read one frame of at most `limit` bytes.
-pub async fn read_frame<R: AsyncReadExt + Unpin, T: DeserializeOwned>(r: &mut R, limit: usize) -> Result<T, NetError> {
+pub async fn read_frame<R: AsyncReadExt + Unpin, T: DeserializeOwned>(
+    r: &mut R,
+    limit: usize,
+) -> Result<T, NetError> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len).await?;
     let len = u32::from_be_bytes(len) as usize;

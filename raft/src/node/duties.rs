@@ -80,7 +80,15 @@ pub(crate) async fn run(core: Arc<Core>) {
                 let mut b = [0u8; 8];
                 rand::rng().fill_bytes(&mut b);
                 let epoch: String = b.iter().map(|x| format!("{x:02x}")).collect();
-                match c.submit(Command::SetEpoch { epoch: epoch.clone() }, false).await {
+                match c
+                    .submit(
+                        Command::SetEpoch {
+                            epoch: epoch.clone(),
+                        },
+                        false,
+                    )
+                    .await
+                {
                     Ok(Response::Ok) => tracing::info!(%epoch, "cluster epoch proposed"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "set epoch"),

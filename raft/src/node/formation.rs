@@ -32,7 +32,10 @@ pub(crate) async fn run(core: Arc<Core>) {
     }
     let voters = initial_voters(&core.cfg, &core.info);
     if voters.keys().next() != Some(&core.id) {
-        tracing::info!(node = core.id, "waiting for the lowest-id peer to initialise the cluster");
+        tracing::info!(
+            node = core.id,
+            "waiting for the lowest-id peer to initialise the cluster"
+        );
         return;
     }
     if voters.len() == 1 {
@@ -54,9 +57,18 @@ async fn initialise(core: &Core, voters: BTreeMap<NodeId, String>) {
         }
         let mut members = BTreeMap::from([(core.id, core.info.clone())]);
         let mut initialized_elsewhere = false;
-        let pings = voters.iter().filter(|(id, _)| **id != core.id).map(|(id, addr)| async move {
-            (*id, addr.clone(), core.net.call(addr, Some(*id), &Req::Ping, PING_TIMEOUT).await)
-        });
+        let pings = voters
+            .iter()
+            .filter(|(id, _)| **id != core.id)
+            .map(|(id, addr)| async move {
+                (
+                    *id,
+                    addr.clone(),
+                    core.net
+                        .call(addr, Some(*id), &Req::Ping, PING_TIMEOUT)
+                        .await,
+                )
+            });
         for (id, addr, r) in join_all(pings).await {
             match r {
                 Ok(Resp::Pong {
@@ -82,7 +94,11 @@ async fn initialise(core: &Core, voters: BTreeMap<NodeId, String>) {
             return;
         }
         let have = members.len();
-        tracing::info!(have, of = voters.len(), "cluster formation: peers answering");
+        tracing::info!(
+            have,
+            of = voters.len(),
+            "cluster formation: peers answering"
+        );
         if have * 2 > voters.len() {
             let since = *majority_since.get_or_insert_with(Instant::now);
             if have == voters.len() || since.elapsed() >= WAIT_FOR_ALL {
@@ -116,7 +132,11 @@ async fn join(core: &Core, mut addr: String) {
         if core.stopping() {
             return;
         }
-        match core.net.call(&addr, None, &req, Duration::from_secs(5)).await {
+        match core
+            .net
+            .call(&addr, None, &req, Duration::from_secs(5))
+            .await
+        {
             Ok(Resp::Join(JoinReply::Ok)) => {
                 tracing::info!(via = %addr, "joined as learner");
                 return;
@@ -126,7 +146,9 @@ async fn join(core: &Core, mut addr: String) {
                 addr = a;
                 continue;
             }
-            Ok(Resp::Join(JoinReply::Err(e))) => tracing::info!(via = %addr, error = %e, "join refused, retrying"),
+            Ok(Resp::Join(JoinReply::Err(e))) => {
+                tracing::info!(via = %addr, error = %e, "join refused, retrying")
+            }
             Ok(_) => tracing::warn!(via = %addr, "unexpected join reply"),
             Err(e) => tracing::info!(via = %addr, error = %e, "join failed, retrying"),
         }

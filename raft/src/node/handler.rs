@@ -10,7 +10,12 @@ use super::{snapshot_of, Core};
 impl Handler for Core {
     async fn handle(&self, from: NodeId, req: Req) -> Resp {
         match req {
-            Req::Append(rpc) => Resp::Append(self.raft.append_entries(rpc).await.map_err(|e| e.to_string())),
+            Req::Append(rpc) => Resp::Append(
+                self.raft
+                    .append_entries(rpc)
+                    .await
+                    .map_err(|e| e.to_string()),
+            ),
             Req::Vote(rpc) => Resp::Vote(self.raft.vote(rpc).await.map_err(|e| e.to_string())),
             Req::Snapshot { vote, meta, data } => Resp::Snapshot(
                 self.raft

@@ -22,7 +22,9 @@ use crate::error::{ProposeError, StartError};
 use crate::network::{FaultSwitch, NetCtx, Network};
 use crate::reader::StateReader;
 use crate::store;
-use crate::types::{Applied, ClusterStatus, Command, NodeId, NodeInfo, NodeStatus, Raft, Response, Role};
+use crate::types::{
+    Applied, ClusterStatus, Command, NodeId, NodeInfo, NodeStatus, Raft, Response, Role,
+};
 
 /// Capacity of the applied-events channel (apply waits when it is full).
 const APPLIED_CAPACITY: usize = 1024;
@@ -67,7 +69,13 @@ impl Core {
         let window = self.quorum_window();
         let fresh = voters
             .iter()
-            .filter(|v| **v == self.id || self.net.last_contact(**v).is_some_and(|t| t.elapsed() <= window))
+            .filter(|v| {
+                **v == self.id
+                    || self
+                        .net
+                        .last_contact(**v)
+                        .is_some_and(|t| t.elapsed() <= window)
+            })
             .count();
         fresh * 2 > voters.len()
     }
@@ -128,16 +136,23 @@ impl RaftNode {
         let reader = StateReader(sm.kv());
         let committed = log.committed_index();
 
-        let listener = TcpListener::bind(cfg.peer_listen).await.map_err(|source| StartError::Bind {
-            addr: cfg.peer_listen,
-            source,
-        })?;
+        let listener =
+            TcpListener::bind(cfg.peer_listen)
+                .await
+                .map_err(|source| StartError::Bind {
+                    addr: cfg.peer_listen,
+                    source,
+                })?;
         let peer_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: cfg.peer_listen,
             source,
         })?;
         let info = NodeInfo {
-            peer_addr: cfg.peers.get(&cfg.node_id).cloned().unwrap_or_else(|| peer_addr.to_string()),
+            peer_addr: cfg
+                .peers
+                .get(&cfg.node_id)
+                .cloned()
+                .unwrap_or_else(|| peer_addr.to_string()),
             public_addr: cfg.public_addr.clone(),
         };
 
@@ -172,7 +187,14 @@ impl RaftNode {
         tokio::spawn(formation::run(core.clone()));
         tokio::spawn(duties::run(core.clone()));
         tracing::info!(node = core.id, %peer_addr, "raft node started");
-        Ok((RaftNode { core, fault, peer_addr }, rx))
+        Ok((
+            RaftNode {
+                core,
+                fault,
+                peer_addr,
+            },
+            rx,
+        ))
     }
 
     /// Propose a command from any node; followers forward to the leader. Fails with
@@ -240,12 +262,18 @@ impl RaftNode {
                 } else {
                     Role::Learner
                 },
-                reachable: *id == c.id || c.net.last_contact(*id).is_some_and(|t| t.elapsed() <= dead_after),
+                reachable: *id == c.id
+                    || c.net
+                        .last_contact(*id)
+                        .is_some_and(|t| t.elapsed() <= dead_after),
             })
             .collect();
         let has_quorum = match m.current_leader {
             Some(l) if l == c.id => c.leader_has_quorum(),
-            Some(l) => c.net.last_contact(l).is_some_and(|t| t.elapsed() <= c.quorum_window() * 2),
+            Some(l) => c
+                .net
+                .last_contact(l)
+                .is_some_and(|t| t.elapsed() <= c.quorum_window() * 2),
             None => false,
         };
         ClusterStatus {
@@ -285,7 +313,9 @@ impl RaftNode {
             if now >= deadline {
                 return false;
             }
-            let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(50)), m.changed()).await;
+            let _ =
+                tokio::time::timeout((deadline - now).min(Duration::from_millis(50)), m.changed())
+                    .await;
         }
     }
 
@@ -307,7 +337,9 @@ impl RaftNode {
     }
 }
 
-async fn open_with_retry(dir: &std::path::Path) -> Result<(sled::Db, store::LogStore, store::SmStore), StartError> {
+async fn open_with_retry(
+    dir: &std::path::Path,
+) -> Result<(sled::Db, store::LogStore, store::SmStore), StartError> {
     // A previous instance in this process may still be releasing the sled lock.
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
@@ -342,7 +374,9 @@ pub(crate) fn initial_voters(cfg: &RaftConfig, me: &NodeInfo) -> BTreeMap<NodeId
 }
 
 /// Await all futures concurrently, keeping their order (no extra dependency).
-pub(crate) async fn join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output>
+pub(crate) async fn join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
 where
     F::Output: Send,
 {

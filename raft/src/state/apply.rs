@@ -1,6 +1,8 @@
 //! Applying one log entry (a batch of commands) to the state.
 
-use crate::types::{Applied, Command, EntryResponse, HistoryEvent, NodeId, Request, Response, Session, SocketInfo};
+use crate::types::{
+    Applied, Command, EntryResponse, HistoryEvent, NodeId, Request, Response, Session, SocketInfo,
+};
 
 use super::keys::{self, add, get, meta, put, Key, KeyReader};
 use super::kv::Kv;
@@ -22,7 +24,12 @@ pub fn apply_entry<K: Kv + ?Sized>(
     let now = req.ts_ms.max(last_ts);
     put(kv, meta(super::meta::LAST_TS), &now)?;
     gc(kv, now)?;
-    let mut ctx = Ctx { kv, now, index, out };
+    let mut ctx = Ctx {
+        kv,
+        now,
+        index,
+        out,
+    };
     let mut res = Vec::with_capacity(req.cmds.len());
     for (pos, cmd) in req.cmds.iter().enumerate() {
         let pos = u32::try_from(pos).unwrap_or(u32::MAX);
@@ -73,7 +80,15 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
                 durable,
                 history_max,
                 history_ttl_ms,
-            } => self.publish(room, event, payload, *durable, *history_max, *history_ttl_ms, pos),
+            } => self.publish(
+                room,
+                event,
+                payload,
+                *durable,
+                *history_max,
+                *history_ttl_ms,
+                pos,
+            ),
             Command::SocketOpen {
                 node,
                 sid,
@@ -100,7 +115,12 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
             } => {
                 if let Some(info) = remove_socket(self.kv, sid)? {
                     if *recoverable_for_ms > 0 {
-                        detach(self.kv, sid, info, self.now.saturating_add(*recoverable_for_ms))?;
+                        detach(
+                            self.kv,
+                            sid,
+                            info,
+                            self.now.saturating_add(*recoverable_for_ms),
+                        )?;
                     }
                 }
                 Ok(Ok(Response::Ok))
@@ -129,7 +149,8 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
                     }
                 }
                 if !sids.is_empty() {
-                    self.out.push(Applied::SocketsDetached { node: *node, sids });
+                    self.out
+                        .push(Applied::SocketsDetached { node: *node, sids });
                 }
                 Ok(Ok(Response::NodeReset { index: self.index }))
             }
@@ -228,7 +249,7 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
         }
         if let Some(session_id) = &d.session_id {
             let s: Option<Session> = get(self.kv, &Key::tag(keys::SESSION).s(session_id).build())?;
-            if !s.is_some_and(|s| s.expires_at_ms > self.now) {
+            if s.is_none_or(|s| s.expires_at_ms <= self.now) {
                 return Ok(Ok(Response::NotRecovered));
             }
         }
@@ -282,7 +303,10 @@ fn sid_of_node_key(k: &[u8]) -> Result<String, StateError> {
     r.s()
 }
 
-fn remove_session<K: Kv + ?Sized>(kv: &mut K, session_id: &str) -> Result<Option<Session>, StateError> {
+fn remove_session<K: Kv + ?Sized>(
+    kv: &mut K,
+    session_id: &str,
+) -> Result<Option<Session>, StateError> {
     let key = Key::tag(keys::SESSION).s(session_id).build();
     let old: Option<Session> = get(kv, &key)?;
     if let Some(old) = &old {
@@ -298,8 +322,16 @@ fn open_socket<K: Kv + ?Sized>(kv: &mut K, sid: &str, info: SocketInfo) -> Resul
     if add(kv, Key::tag(keys::USER_COUNT).s(&info.user_id).build(), 1)? == 1 {
         add(kv, meta_global(b"users"), 1)?;
     }
-    put(kv, Key::tag(keys::NODE_SOCKET).n(info.node).s(sid).build(), &())?;
-    put(kv, Key::tag(keys::USER_SOCKET).s(&info.user_id).s(sid).build(), &info.node)?;
+    put(
+        kv,
+        Key::tag(keys::NODE_SOCKET).n(info.node).s(sid).build(),
+        &(),
+    )?;
+    put(
+        kv,
+        Key::tag(keys::USER_SOCKET).s(&info.user_id).s(sid).build(),
+        &info.node,
+    )?;
     for room in &info.rooms {
         add_member(kv, room, sid, info.node)?;
     }
@@ -329,7 +361,12 @@ pub fn meta_global(name: &[u8]) -> Vec<u8> {
     Key::tag(keys::GLOBAL).raw(name).build()
 }
 
-fn add_member<K: Kv + ?Sized>(kv: &mut K, room: &str, sid: &str, node: NodeId) -> Result<(), StateError> {
+fn add_member<K: Kv + ?Sized>(
+    kv: &mut K,
+    room: &str,
+    sid: &str,
+    node: NodeId,
+) -> Result<(), StateError> {
     let key = Key::tag(keys::ROOM_MEMBER).s(room).s(sid).build();
     if kv.get(&key)?.is_some() {
         return Ok(());
@@ -353,7 +390,12 @@ fn remove_member<K: Kv + ?Sized>(kv: &mut K, room: &str, sid: &str) -> Result<()
     Ok(())
 }
 
-fn detach<K: Kv + ?Sized>(kv: &mut K, sid: &str, info: SocketInfo, exp: u64) -> Result<(), StateError> {
+fn detach<K: Kv + ?Sized>(
+    kv: &mut K,
+    sid: &str,
+    info: SocketInfo,
+    exp: u64,
+) -> Result<(), StateError> {
     let key = Key::tag(keys::DETACHED).s(&info.pid).build();
     if let Some(old) = get::<Detached, _>(kv, &key)? {
         kv.del(detached_exp_key(old.expires_at_ms, &info.pid));
@@ -371,7 +413,12 @@ fn detach<K: Kv + ?Sized>(kv: &mut K, sid: &str, info: SocketInfo, exp: u64) -> 
 }
 
 /// Drop the oldest events of `room` beyond its count or age limit; re-index its expiry.
-fn trim_room<K: Kv + ?Sized>(kv: &mut K, room: &str, rm: &mut RoomMeta, now: u64) -> Result<(), StateError> {
+fn trim_room<K: Kv + ?Sized>(
+    kv: &mut K,
+    room: &str,
+    rm: &mut RoomMeta,
+    now: u64,
+) -> Result<(), StateError> {
     let mut first_ts = None;
     while let Some(first) = rm.first {
         let count = rm.last_offset - first + 1;

@@ -143,7 +143,11 @@ pub fn get<T: DeserializeOwned, K: KvRead + ?Sized>(
 }
 
 /// Encode and write `key`.
-pub fn put<T: Serialize, K: Kv + ?Sized>(kv: &mut K, key: Vec<u8>, v: &T) -> Result<(), StateError> {
+pub fn put<T: Serialize, K: Kv + ?Sized>(
+    kv: &mut K,
+    key: Vec<u8>,
+    v: &T,
+) -> Result<(), StateError> {
     let b = enc(v)?;
     kv.put(key, b);
     Ok(())

@@ -122,7 +122,7 @@ impl<B: KvRead + ?Sized> KvRead for Overlay<'_, B> {
 
     fn scan<'a>(&'a self, prefix: &[u8], from: Option<&[u8]>, rev: bool) -> PairIter<'a> {
         let range = self.pending.range(bounds(prefix, from, rev));
-        let over: Box<dyn Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)>> = if rev {
+        let over: OverIter<'_> = if rev {
             Box::new(range.rev())
         } else {
             Box::new(range)
@@ -198,6 +198,7 @@ impl Iterator for Merge<'_> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -217,10 +218,19 @@ mod tests {
                 .collect::<Result<_, _>>()
                 .unwrap()
         };
-        assert_eq!(keys(false), vec![b"a1".to_vec(), b"a2".to_vec(), b"a5".to_vec()]);
-        assert_eq!(keys(true), vec![b"a5".to_vec(), b"a2".to_vec(), b"a1".to_vec()]);
+        assert_eq!(
+            keys(false),
+            vec![b"a1".to_vec(), b"a2".to_vec(), b"a5".to_vec()]
+        );
+        assert_eq!(
+            keys(true),
+            vec![b"a5".to_vec(), b"a2".to_vec(), b"a1".to_vec()]
+        );
         assert_eq!(ov.get(b"a5").unwrap(), Some(b"y".to_vec()));
-        let from: Vec<_> = ov.scan(b"a", Some(b"a2"), false).map(|r| r.unwrap().0).collect();
+        let from: Vec<_> = ov
+            .scan(b"a", Some(b"a2"), false)
+            .map(|r| r.unwrap().0)
+            .collect();
         assert_eq!(from, vec![b"a2".to_vec(), b"a5".to_vec()]);
     }
 

@@ -32,7 +32,10 @@ fn room_meta<K: KvRead + ?Sized>(kv: &K, room: &str) -> Result<RoomMeta, StateEr
 
 /// The room's current offset with the epoch.
 pub fn room_offset<K: KvRead + ?Sized>(kv: &K, room: &str) -> Result<(String, u64), StateError> {
-    Ok((epoch(kv)?.unwrap_or_default(), room_meta(kv, room)?.last_offset))
+    Ok((
+        epoch(kv)?.unwrap_or_default(),
+        room_meta(kv, room)?.last_offset,
+    ))
 }
 
 /// Retained durable events of `room` with offset greater than `after`.
@@ -81,7 +84,10 @@ pub fn events_after<K: KvRead + ?Sized>(
     Ok(out)
 }
 
-fn pairs_node<K: KvRead + ?Sized>(kv: &K, prefix: Vec<u8>) -> Result<Vec<(NodeId, String)>, StateError> {
+fn pairs_node<K: KvRead + ?Sized>(
+    kv: &K,
+    prefix: Vec<u8>,
+) -> Result<Vec<(NodeId, String)>, StateError> {
     let mut out = Vec::new();
     for pair in kv.scan(&prefix, None, false) {
         let (k, v) = pair?;
@@ -94,12 +100,18 @@ fn pairs_node<K: KvRead + ?Sized>(kv: &K, prefix: Vec<u8>) -> Result<Vec<(NodeId
 }
 
 /// Sockets of a user, cluster-wide.
-pub fn presence<K: KvRead + ?Sized>(kv: &K, user_id: &str) -> Result<Vec<(NodeId, String)>, StateError> {
+pub fn presence<K: KvRead + ?Sized>(
+    kv: &K,
+    user_id: &str,
+) -> Result<Vec<(NodeId, String)>, StateError> {
     pairs_node(kv, Key::tag(keys::USER_SOCKET).s(user_id).build())
 }
 
 /// Sockets in a room, cluster-wide.
-pub fn room_members<K: KvRead + ?Sized>(kv: &K, room: &str) -> Result<Vec<(NodeId, String)>, StateError> {
+pub fn room_members<K: KvRead + ?Sized>(
+    kv: &K,
+    room: &str,
+) -> Result<Vec<(NodeId, String)>, StateError> {
     pairs_node(kv, Key::tag(keys::ROOM_MEMBER).s(room).build())
 }
 

@@ -25,7 +25,13 @@ impl Sm {
     fn run(&mut self, ts_ms: u64, cmds: Vec<Command>) -> Vec<Result<Response, String>> {
         self.index += 1;
         let mut ov = Overlay::new(&self.kv);
-        let res = apply_entry(&mut ov, self.index, &Request { ts_ms, cmds }, &mut self.applied).unwrap();
+        let res = apply_entry(
+            &mut ov,
+            self.index,
+            &Request { ts_ms, cmds },
+            &mut self.applied,
+        )
+        .unwrap();
         let changes = ov.into_changes();
         self.kv.commit(changes);
         res
@@ -68,21 +74,36 @@ fn offset(r: &Response) -> u64 {
 #[test]
 fn offsets_are_gapless_and_volatile_does_not_advance() {
     let mut sm = Sm::new();
-    let res = sm.run(10, vec![publish("a", true, 100, 0), publish("a", false, 100, 0), publish("b", true, 100, 0)]);
+    let res = sm.run(
+        10,
+        vec![
+            publish("a", true, 100, 0),
+            publish("a", false, 100, 0),
+            publish("b", true, 100, 0),
+        ],
+    );
     let offs: Vec<u64> = res.iter().map(|r| offset(r.as_ref().unwrap())).collect();
     assert_eq!(offs, vec![1, 1, 1]);
     assert_eq!(offset(&sm.one(11, publish("a", true, 100, 0))), 2);
     let h = read::history(&sm.kv, "a", 0).unwrap();
     assert_eq!(h.epoch, "e1");
     assert_eq!(h.last_offset, 2);
-    assert_eq!(h.events.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        h.events.iter().map(|e| e.offset).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     assert_eq!(read::history(&sm.kv, "a", 1).unwrap().events.len(), 1);
-    assert_eq!(read::room_offset(&sm.kv, "a").unwrap(), ("e1".to_string(), 2));
+    assert_eq!(
+        read::room_offset(&sm.kv, "a").unwrap(),
+        ("e1".to_string(), 2)
+    );
     let published: Vec<(bool, u64)> = sm
         .applied
         .iter()
         .filter_map(|a| match a {
-            Applied::Published { durable, offset, .. } => Some((*durable, *offset)),
+            Applied::Published {
+                durable, offset, ..
+            } => Some((*durable, *offset)),
             _ => None,
         })
         .collect();
@@ -97,7 +118,10 @@ fn history_trimmed_by_size_and_ttl() {
     }
     let h = read::history(&sm.kv, "a", 0).unwrap();
     assert_eq!(h.first_retained, Some(8));
-    assert_eq!(h.events.iter().map(|e| e.offset).collect::<Vec<_>>(), vec![8, 9, 10]);
+    assert_eq!(
+        h.events.iter().map(|e| e.offset).collect::<Vec<_>>(),
+        vec![8, 9, 10]
+    );
 
     // TTL: events at t=1000 and t=1500 with ttl 1000.
     sm.one(1000, publish("t", true, 100, 1000));
@@ -110,7 +134,10 @@ fn history_trimmed_by_size_and_ttl() {
     assert_eq!(h.events.len(), 1);
     sm.one(2600, publish("other", false, 100, 0));
     let h = read::history(&sm.kv, "t", 0).unwrap();
-    assert_eq!((h.first_retained, h.last_offset, h.events.len()), (None, 2, 0));
+    assert_eq!(
+        (h.first_retained, h.last_offset, h.events.len()),
+        (None, 2, 0)
+    );
     // The next durable event continues the offsets.
     assert_eq!(offset(&sm.one(2700, publish("t", true, 100, 1000))), 3);
     // A clock going back at the leader does not move "now" back.
@@ -140,7 +167,12 @@ fn sessions_expire_by_entry_ts_and_revoke_emits() {
     assert_eq!(read::session(&sm.kv, "s1").unwrap().unwrap().user_id, "u1");
     sm.one(1000, publish("x", false, 1, 0));
     assert!(read::session(&sm.kv, "s1").unwrap().is_none());
-    sm.one(1001, Command::RevokeSession { session_id: "s2".into() });
+    sm.one(
+        1001,
+        Command::RevokeSession {
+            session_id: "s2".into(),
+        },
+    );
     assert!(read::session(&sm.kv, "s2").unwrap().is_none());
     assert!(sm.applied.contains(&Applied::SessionRevoked {
         session_id: "s2".into(),
@@ -154,8 +186,21 @@ fn sockets_join_leave_close_recover_purge() {
     sm.one(100, open(1, "a", "u1", &["user:u1"]));
     sm.one(100, open(2, "b", "u1", &["user:u1", "r"]));
     sm.one(100, open(2, "c", "u2", &[]));
-    sm.one(100, Command::Join { sid: "c".into(), rooms: vec!["r".into(), "r".into()] });
-    assert!(sm.run(100, vec![Command::Join { sid: "zz".into(), rooms: vec![] }])[0].is_err());
+    sm.one(
+        100,
+        Command::Join {
+            sid: "c".into(),
+            rooms: vec!["r".into(), "r".into()],
+        },
+    );
+    assert!(sm.run(
+        100,
+        vec![Command::Join {
+            sid: "zz".into(),
+            rooms: vec![]
+        }]
+    )[0]
+    .is_err());
     let mut members = read::room_members(&sm.kv, "r").unwrap();
     members.sort();
     assert_eq!(members, vec![(2, "b".to_string()), (2, "c".to_string())]);
@@ -165,13 +210,35 @@ fn sockets_join_leave_close_recover_purge() {
     assert_eq!((st.unique_users, st.room_count), (2, 2));
     assert_eq!(read::presence(&sm.kv, "u1").unwrap().len(), 2);
 
-    sm.one(101, Command::Leave { sid: "c".into(), rooms: vec!["r".into()] });
-    assert_eq!(read::room_members(&sm.kv, "r").unwrap(), vec![(2, "b".to_string())]);
+    sm.one(
+        101,
+        Command::Leave {
+            sid: "c".into(),
+            rooms: vec!["r".into()],
+        },
+    );
+    assert_eq!(
+        read::room_members(&sm.kv, "r").unwrap(),
+        vec![(2, "b".to_string())]
+    );
 
     // Close with recovery, recover on another node.
-    sm.one(200, Command::SocketClose { sid: "a".into(), recoverable_for_ms: 1000 });
+    sm.one(
+        200,
+        Command::SocketClose {
+            sid: "a".into(),
+            recoverable_for_ms: 1000,
+        },
+    );
     assert!(read::socket(&sm.kv, "a").unwrap().is_none());
-    let r = sm.one(300, Command::Recover { pid: "pid-a".into(), new_sid: "a2".into(), node: 3 });
+    let r = sm.one(
+        300,
+        Command::Recover {
+            pid: "pid-a".into(),
+            new_sid: "a2".into(),
+            node: 3,
+        },
+    );
     assert_eq!(
         r,
         Response::Recovered {
@@ -184,34 +251,89 @@ fn sockets_join_leave_close_recover_purge() {
     assert_eq!(read::socket(&sm.kv, "a2").unwrap().unwrap().node, 3);
     // A second recover of the same pid fails.
     assert_eq!(
-        sm.one(300, Command::Recover { pid: "pid-a".into(), new_sid: "a3".into(), node: 3 }),
+        sm.one(
+            300,
+            Command::Recover {
+                pid: "pid-a".into(),
+                new_sid: "a3".into(),
+                node: 3
+            }
+        ),
         Response::NotRecovered
     );
     // Expired records do not recover.
-    sm.one(400, Command::SocketClose { sid: "a2".into(), recoverable_for_ms: 100 });
+    sm.one(
+        400,
+        Command::SocketClose {
+            sid: "a2".into(),
+            recoverable_for_ms: 100,
+        },
+    );
     assert_eq!(
-        sm.one(600, Command::Recover { pid: "pid-a".into(), new_sid: "a4".into(), node: 3 }),
+        sm.one(
+            600,
+            Command::Recover {
+                pid: "pid-a".into(),
+                new_sid: "a4".into(),
+                node: 3
+            }
+        ),
         Response::NotRecovered
     );
     // Close without recovery forgets.
-    sm.one(700, Command::SocketClose { sid: "c".into(), recoverable_for_ms: 0 });
+    sm.one(
+        700,
+        Command::SocketClose {
+            sid: "c".into(),
+            recoverable_for_ms: 0,
+        },
+    );
     assert_eq!(
-        sm.one(700, Command::Recover { pid: "pid-c".into(), new_sid: "c2".into(), node: 3 }),
+        sm.one(
+            700,
+            Command::Recover {
+                pid: "pid-c".into(),
+                new_sid: "c2".into(),
+                node: 3
+            }
+        ),
         Response::NotRecovered
     );
 
     // Purge node 2: its sockets are detached and recoverable elsewhere.
-    sm.one(800, Command::PurgeNode { node: 2, recoverable_for_ms: 1000 });
-    assert!(sm.applied.contains(&Applied::SocketsDetached { node: 2, sids: vec!["b".into()] }));
+    sm.one(
+        800,
+        Command::PurgeNode {
+            node: 2,
+            recoverable_for_ms: 1000,
+        },
+    );
+    assert!(sm.applied.contains(&Applied::SocketsDetached {
+        node: 2,
+        sids: vec!["b".into()]
+    }));
     assert!(read::room_members(&sm.kv, "r").unwrap().is_empty());
     let st = read::stats(&sm.kv).unwrap();
     assert!(st.connections_per_node.is_empty());
     assert_eq!((st.unique_users, st.room_count), (0, 0));
     assert!(matches!(
-        sm.one(900, Command::Recover { pid: "pid-b".into(), new_sid: "b2".into(), node: 1 }),
+        sm.one(
+            900,
+            Command::Recover {
+                pid: "pid-b".into(),
+                new_sid: "b2".into(),
+                node: 1
+            }
+        ),
         Response::Recovered { .. }
     ));
-    sm.one(900, Command::NodeStarted { node: 1, recoverable_for_ms: 0 });
+    sm.one(
+        900,
+        Command::NodeStarted {
+            node: 1,
+            recoverable_for_ms: 0,
+        },
+    );
     assert!(read::socket(&sm.kv, "b2").unwrap().is_none());
 }
 
@@ -220,7 +342,11 @@ fn recover_refused_when_session_revoked() {
     let mut sm = Sm::new();
     sm.one(
         1,
-        Command::CreateSession { session_id: "s".into(), user_id: "u".into(), expires_at_ms: 10_000 },
+        Command::CreateSession {
+            session_id: "s".into(),
+            user_id: "u".into(),
+            expires_at_ms: 10_000,
+        },
     );
     sm.one(
         1,
@@ -233,10 +359,28 @@ fn recover_refused_when_session_revoked() {
             rooms: vec![],
         },
     );
-    sm.one(2, Command::SocketClose { sid: "a".into(), recoverable_for_ms: 1000 });
-    sm.one(3, Command::RevokeSession { session_id: "s".into() });
+    sm.one(
+        2,
+        Command::SocketClose {
+            sid: "a".into(),
+            recoverable_for_ms: 1000,
+        },
+    );
+    sm.one(
+        3,
+        Command::RevokeSession {
+            session_id: "s".into(),
+        },
+    );
     assert_eq!(
-        sm.one(4, Command::Recover { pid: "p".into(), new_sid: "b".into(), node: 1 }),
+        sm.one(
+            4,
+            Command::Recover {
+                pid: "p".into(),
+                new_sid: "b".into(),
+                node: 1
+            }
+        ),
         Response::NotRecovered
     );
 }
@@ -244,13 +388,22 @@ fn recover_refused_when_session_revoked() {
 #[test]
 fn events_after_index_in_log_order() {
     let mut sm = Sm::new();
-    sm.run(1, vec![publish("a", true, 10, 0), publish("b", true, 10, 0)]); // index 2
+    sm.run(
+        1,
+        vec![publish("a", true, 10, 0), publish("b", true, 10, 0)],
+    ); // index 2
     sm.one(2, publish("a", true, 10, 0)); // index 3
     sm.one(3, publish("b", true, 10, 0)); // index 4
     let rooms = vec!["a".to_string(), "b".to_string()];
     let evs = read::events_after(&sm.kv, &rooms, 2, 0).unwrap();
-    let got: Vec<(String, u64, u32)> = evs.iter().map(|(r, e)| (r.clone(), e.index, e.pos)).collect();
-    assert_eq!(got, vec![("b".into(), 2, 1), ("a".into(), 3, 0), ("b".into(), 4, 0)]);
+    let got: Vec<(String, u64, u32)> = evs
+        .iter()
+        .map(|(r, e)| (r.clone(), e.index, e.pos))
+        .collect();
+    assert_eq!(
+        got,
+        vec![("b".into(), 2, 1), ("a".into(), 3, 0), ("b".into(), 4, 0)]
+    );
     assert_eq!(read::events_after(&sm.kv, &rooms, 0, 0).unwrap().len(), 4);
 }
 
@@ -268,7 +421,13 @@ fn snapshot_restore_gives_identical_state() {
     for i in 0..20 {
         sm.one(10 + i, publish("r1", true, 5, 50));
     }
-    sm.one(100, Command::SocketClose { sid: "a".into(), recoverable_for_ms: 500 });
+    sm.one(
+        100,
+        Command::SocketClose {
+            sid: "a".into(),
+            recoverable_for_ms: 500,
+        },
+    );
     let dumped = dump(&sm.kv).unwrap();
     let bytes = keys::enc(&dumped).unwrap();
     let pairs: Vec<kv::Pair> = keys::dec(&bytes).unwrap();
@@ -277,10 +436,21 @@ fn snapshot_restore_gives_identical_state() {
     assert_eq!(restored, sm.kv);
 
     // Both continue identically.
-    let mut other = Sm { kv: restored, index: sm.index, applied: vec![] };
+    let mut other = Sm {
+        kv: restored,
+        index: sm.index,
+        applied: vec![],
+    };
     for s in [&mut sm, &mut other] {
         s.one(120, publish("r1", true, 5, 50));
-        s.one(130, Command::Recover { pid: "pid-a".into(), new_sid: "b".into(), node: 2 });
+        s.one(
+            130,
+            Command::Recover {
+                pid: "pid-a".into(),
+                new_sid: "b".into(),
+                node: 2,
+            },
+        );
     }
     assert_eq!(sm.kv, other.kv);
 }

@@ -30,7 +30,9 @@ impl LogStore {
     pub(crate) fn new(db: &sled::Db) -> Result<Self, StoreError> {
         let meta = db.open_tree("raft_meta")?;
         let committed = match meta.get(COMMITTED)? {
-            Some(v) => dec::<Option<LogId<NodeId>>>(&v)?.map(|l| l.index).unwrap_or(0),
+            Some(v) => dec::<Option<LogId<NodeId>>>(&v)?
+                .map(|l| l.index)
+                .unwrap_or(0),
             None => 0,
         };
         Ok(LogStore {
@@ -46,14 +48,22 @@ impl LogStore {
         self.committed.clone()
     }
 
-    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError<NodeId>> {
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<T>, StorageError<NodeId>> {
         match self.meta.get(key).map_err(read_err)? {
             Some(v) => dec(&v).map(Some).map_err(read_err),
             None => Ok(None),
         }
     }
 
-    async fn put_meta<T: serde::Serialize>(&self, key: &[u8], v: &T, flush: bool) -> Result<(), StorageError<NodeId>> {
+    async fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &[u8],
+        v: &T,
+        flush: bool,
+    ) -> Result<(), StorageError<NodeId>> {
         let b = enc(v).map_err(write_err)?;
         self.meta.insert(key, b).map_err(write_err)?;
         if flush {
@@ -122,7 +132,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.get_meta(VOTE)
     }
 
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
         self.committed
             .store(committed.map(|l| l.index).unwrap_or(0), Ordering::Relaxed);
         // Not flushed: the committed pointer is an optimisation, it may lag after a crash.
@@ -133,7 +146,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta(COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -143,7 +160,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.insert(&e.log_id.index.to_be_bytes(), enc(&e).map_err(write_err)?);
         }
         self.log.apply_batch(batch).map_err(write_err)?;
-        let res = self.db.flush_async().await.map(|_| ()).map_err(std::io::Error::other);
+        let res = self
+            .db
+            .flush_async()
+            .await
+            .map(|_| ())
+            .map_err(std::io::Error::other);
         callback.log_io_completed(res);
         Ok(())
     }

@@ -8,6 +8,9 @@
 //! snapshot that is itself flushed. sled survives process kills; it does not promise
 //! durability across power loss.
 
+// openraft's trait methods return its own (large) `StorageError`; helpers share that type.
+#![allow(clippy::result_large_err)]
+
 mod log;
 mod sm;
 
@@ -107,15 +110,23 @@ mod tests {
         assert_eq!(dec::<Vote<u64>>(&enc(&v0).unwrap()).unwrap(), v0);
         let v = Vote::new(1, 2);
         assert_eq!(dec::<Vote<u64>>(&enc(&v).unwrap()).unwrap(), v);
-        let e: Entry<TypeConfig> = Entry { log_id: lid, payload: EntryPayload::Blank };
+        let e: Entry<TypeConfig> = Entry {
+            log_id: lid,
+            payload: EntryPayload::Blank,
+        };
         let _: Entry<TypeConfig> = dec(&enc(&e).unwrap()).unwrap();
         let m = Membership::<u64, crate::NodeInfo>::new(vec![BTreeSet::from([1u64, 2])], None);
-        let e: Entry<TypeConfig> = Entry { log_id: lid, payload: EntryPayload::Membership(m) };
+        let e: Entry<TypeConfig> = Entry {
+            log_id: lid,
+            payload: EntryPayload::Membership(m),
+        };
         let _: Entry<TypeConfig> = dec(&enc(&e).unwrap()).unwrap();
-        let sm = openraft::StoredMembership::new(Some(lid), Membership::<u64, crate::NodeInfo>::new(vec![BTreeSet::from([1u64, 2])], None));
+        let sm = openraft::StoredMembership::new(
+            Some(lid),
+            Membership::<u64, crate::NodeInfo>::new(vec![BTreeSet::from([1u64, 2])], None),
+        );
         let b = enc(&Some(sm.clone())).unwrap();
         let back: Option<openraft::StoredMembership<u64, crate::NodeInfo>> = dec(&b).unwrap();
         assert_eq!(back, Some(sm));
     }
 }
-

@@ -6,7 +6,8 @@ use std::io::Cursor;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
-    Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StoredMembership,
+    Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
+    StoredMembership,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -95,7 +96,8 @@ type Applied2 = (Option<LogId<NodeId>>, StoredMembership<NodeId, NodeInfo>);
 
 fn applied_of(kv: &SledKv) -> Result<Applied2, StorageError<NodeId>> {
     // Both are stored as `Option`s.
-    let applied: Option<Option<LogId<NodeId>>> = get(kv, &meta(state::meta::APPLIED)).map_err(read_err)?;
+    let applied: Option<Option<LogId<NodeId>>> =
+        get(kv, &meta(state::meta::APPLIED)).map_err(read_err)?;
     let membership: Option<Option<StoredMembership<NodeId, NodeInfo>>> =
         get(kv, &meta(state::meta::MEMBERSHIP)).map_err(read_err)?;
     Ok((applied.flatten(), membership.flatten().unwrap_or_default()))
@@ -157,12 +159,14 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                 match e.payload {
                     EntryPayload::Blank => responses.push(Vec::new()),
                     EntryPayload::Normal(req) => {
-                        let r = apply_entry(&mut ov, e.log_id.index, &req, &mut events).map_err(write_err)?;
+                        let r = apply_entry(&mut ov, e.log_id.index, &req, &mut events)
+                            .map_err(write_err)?;
                         responses.push(r);
                     }
                     EntryPayload::Membership(m) => {
                         let sm = StoredMembership::new(Some(e.log_id), m);
-                        put(&mut ov, meta(state::meta::MEMBERSHIP), &Some(sm)).map_err(write_err)?;
+                        put(&mut ov, meta(state::meta::MEMBERSHIP), &Some(sm))
+                            .map_err(write_err)?;
                         responses.push(Vec::new());
                     }
                 }
@@ -204,7 +208,9 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -225,7 +231,12 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         restore(&self.kv.0, &file.data).map_err(write_err)?;
         let mut ov = Overlay::new(&self.kv);
         put(&mut ov, meta(state::meta::APPLIED), &meta_in.last_log_id).map_err(write_err)?;
-        put(&mut ov, meta(state::meta::MEMBERSHIP), &Some(meta_in.last_membership.clone())).map_err(write_err)?;
+        put(
+            &mut ov,
+            meta(state::meta::MEMBERSHIP),
+            &Some(meta_in.last_membership.clone()),
+        )
+        .map_err(write_err)?;
         let mut batch = sled::Batch::default();
         for (k, v) in ov.into_changes() {
             if let Some(v) = v {
@@ -240,7 +251,9 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         Ok(())
     }
 
-    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         match self.snap.get(CURRENT).map_err(read_err)? {
             Some(b) => {
                 let file: SnapshotFile = dec(&b).map_err(read_err)?;

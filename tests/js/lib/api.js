@@ -89,4 +89,15 @@ function clusterStats(stats) {
   throw new Error(`no cluster-wide totalConnections in /api/stats: ${JSON.stringify(stats).slice(0, 500)}`);
 }
 
-module.exports = { clusterStats, createSession, describe, emit, getJson, postQuote, request, revokeSession, uid };
+/**
+ * /api/presence `sockets`: the contract names the field without a type; a count or a list of
+ * sockets are both read as a number here.
+ */
+function socketCount(presence) {
+  const s = presence.sockets;
+  if (Array.isArray(s)) return s.length;
+  if (typeof s === 'number') return s;
+  throw new Error(`presence.sockets is neither a number nor a list: ${JSON.stringify(presence)}`);
+}
+
+module.exports = { socketCount, clusterStats, createSession, describe, emit, getJson, postQuote, request, revokeSession, uid };

@@ -3,7 +3,7 @@
 
 const assert = require('node:assert/strict');
 
-const { createSession, getJson, request, revokeSession, uid } = require('../lib/api');
+const { createSession, getJson, request, revokeSession, socketCount, uid } = require('../lib/api');
 const { connect, connectRefused, emitWithAck } = require('../lib/client');
 const { assertUnauthorized } = require('../lib/expect');
 const { test, useTopology } = require('../lib/harness');
@@ -50,8 +50,7 @@ test('POST /api/sessions answers 201 {sessionId, userId, expiresAt}', async () =
 test('the ping event is acked with {serverTime}', async () => {
   const { socket } = await env.connectUser('ping');
   const ack = await emitWithAck(socket, 'ping', { hello: 1 });
-  assert.deepEqual(Object.keys(ack), ['serverTime']);
-  assert.equal(typeof ack.serverTime, 'number');
+  assert.equal(typeof ack.serverTime, 'number', JSON.stringify(ack));
   assert.ok(Math.abs(ack.serverTime - Date.now()) < 60_000);
 });
 
@@ -81,10 +80,10 @@ test('expired session: connect_error UNAUTHORIZED', async () => {
 
 test('a refused client never exists: presence stays offline', async () => {
   const userId = uid('ghost');
-  await connectRefused(env.clientUrl, { auth: { token: signHs256({ sub: userId, exp: nowSec() - 5 }, JWT_SECRET) } });
+  assertUnauthorized(await connectRefused(env.clientUrl, { auth: { token: signHs256({ sub: userId, exp: nowSec() + 60 }, 'wrong') } }));
   const p = await getJson(env.api(), `/api/presence/${encodeURIComponent(userId)}`);
   assert.equal(p.online, false);
-  assert.equal(p.sockets, 0);
+  assert.equal(socketCount(p), 0);
 });
 
 test('a valid HS256 JWT with sub connects as that user', async () => {
@@ -139,6 +138,6 @@ test('DELETE /api/sessions/{id} disconnects the sockets using it, and only those
   assertUnauthorized(await connectRefused(env.clientUrl, { auth: { sessionId: s1.sessionId } }));
   await eventually(async () => {
     const p = await getJson(env.api(), `/api/presence/${encodeURIComponent(userId)}`);
-    assert.equal(p.sockets, 1);
+    assert.equal(socketCount(p), 1);
   }, 5000);
 });

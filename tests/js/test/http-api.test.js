@@ -3,7 +3,7 @@
 
 const assert = require('node:assert/strict');
 
-const { clusterStats, createSession, emit, getJson, request, uid } = require('../lib/api');
+const { clusterStats, createSession, emit, getJson, request, socketCount, uid } = require('../lib/api');
 const { connect } = require('../lib/client');
 const { test, useTopology } = require('../lib/harness');
 const { eventually } = require('../lib/wait');
@@ -90,13 +90,16 @@ test('GET /api/rooms/{room}/history → {room, epoch, events:[{offset, event, da
   let last;
   for (const [event, data] of sent) last = await emit(env.api(), { userId, event, data });
   const path = `/api/rooms/${encodeURIComponent(room)}/history`;
+  // 200 means applied on the answering node; in a cluster the others follow shortly.
+  await eventually(async () => assert.equal((await getJson(env.api(), path)).events.length, 3), 3000);
+  await eventually(async () => assert.equal((await getJson(env.api(), path)).events.length, 3), 3000); // the other API node
   const h = await getJson(env.api(), path);
-  assert.deepEqual(Object.keys(h).sort(), ['epoch', 'events', 'room']);
+  for (const k of ['room', 'epoch', 'events']) assert.ok(k in h, `history has ${k}: ${JSON.stringify(h).slice(0, 300)}`);
   assert.equal(h.room, room);
   assert.equal(h.epoch, last.epoch);
   assert.equal(h.events.length, 3);
   h.events.forEach((e, i) => {
-    assert.deepEqual(Object.keys(e).sort(), ['data', 'event', 'offset', 'ts']);
+    for (const k of ['offset', 'event', 'data', 'ts']) assert.ok(k in e, `event has ${k}: ${JSON.stringify(e)}`);
     assert.equal(e.offset, i + 1);
     assert.equal(e.event, sent[i][0]);
     assert.deepEqual(e.data, sent[i][1]);
@@ -122,10 +125,10 @@ test('GET /api/presence/{userId} → {userId, online, sockets, nodes} follows co
   const userId = uid('presence');
   const path = `/api/presence/${encodeURIComponent(userId)}`;
   const p0 = await getJson(env.api(), path);
-  assert.deepEqual(Object.keys(p0).sort(), ['nodes', 'online', 'sockets', 'userId']);
+  for (const k of ['userId', 'online', 'sockets', 'nodes']) assert.ok(k in p0, `presence has ${k}: ${JSON.stringify(p0)}`);
   assert.equal(p0.userId, userId);
   assert.equal(p0.online, false);
-  assert.equal(p0.sockets, 0);
+  assert.equal(socketCount(p0), 0);
   assert.ok(Array.isArray(p0.nodes));
   assert.equal(p0.nodes.length, 0);
 
@@ -135,19 +138,19 @@ test('GET /api/presence/{userId} → {userId, online, sockets, nodes} follows co
   await eventually(async () => {
     const p = await getJson(env.api(), path);
     assert.equal(p.online, true);
-    assert.equal(p.sockets, 2);
+    assert.equal(socketCount(p), 2);
     assert.equal(p.nodes.length, 1, `nodes: ${JSON.stringify(p.nodes)}`);
     const n = p.nodes[0];
     const id = typeof n === 'object' && n !== null ? n.id ?? n.nodeId : n;
     assert.equal(String(id), String(connected.nodeId), `nodes names the node the sockets are on: ${JSON.stringify(p.nodes)}`);
   }, 5000);
   a.disconnect();
-  await eventually(async () => assert.equal((await getJson(env.api(), path)).sockets, 1), 5000);
+  await eventually(async () => assert.equal(socketCount(await getJson(env.api(), path)), 1), 5000);
   b.disconnect();
   await eventually(async () => {
     const p = await getJson(env.api(), path);
     assert.equal(p.online, false);
-    assert.equal(p.sockets, 0);
+    assert.equal(socketCount(p), 0);
   }, 5000);
 });
 

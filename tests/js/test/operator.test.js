@@ -3,17 +3,22 @@
 
 const assert = require('node:assert/strict');
 
-const { request } = require('../lib/api');
+const { emit, request } = require('../lib/api');
+const { eventually, once } = require('../lib/wait');
 const { test, useTopology } = require('../lib/harness');
 
 const env = useTopology();
 
 test('GET /health/websocket on a fresh server: 200 healthy with the seed shape, no API key needed', async () => {
   for (const node of env.nodes) {
-    const res = await request(node.base, 'GET', '/health/websocket', { key: null });
-    assert.equal(res.status, 200, `${node.name}: ${res.text}`);
+    // Once every node is ready, health settles within a few seconds at most.
+    const res = await eventually(async () => {
+      const r = await request(node.base, 'GET', '/health/websocket', { key: null });
+      assert.equal(r.status, 200, `${node.name}: ${r.text}`);
+      assert.equal(r.body.status, 'healthy', `${node.name}: ${r.text}`);
+      return r;
+    }, 5000, 100);
     const h = res.body;
-    assert.equal(h.status, 'healthy', `${node.name}: ${res.text}`);
     assert.ok(h.timestamp !== undefined);
     assert.ok(Number.isFinite(typeof h.timestamp === 'number' ? h.timestamp : Date.parse(h.timestamp)), 'timestamp is a time');
     for (const k of ['totalConnections', 'uniqueUsers', 'adapter', 'uptime']) assert.ok(k in h.stats, `stats.${k}`);
@@ -34,7 +39,11 @@ test('GET /healthz and /readyz answer 200 without a key', async () => {
 });
 
 test('GET /metrics is Prometheus text with the promised families', async () => {
-  await env.connectUser('metrics');
+  // Traffic first, so every family has samples: a connection, a delivered durable event.
+  const { socket, userId } = await env.connectUser('metrics');
+  const got = once(socket, 'trade:executed', 5000);
+  await emit(env.api(), { userId, event: 'trade:executed', data: { m: 1 } });
+  await got;
   const res = await request(env.clientNode.base, 'GET', '/metrics', { key: null });
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type') || '', /^text\/plain/);
@@ -49,19 +58,29 @@ test('GET /metrics is Prometheus text with the promised families', async () => {
     }
   }
   const names = new Set(lines.filter((l) => !l.startsWith('#')).map((l) => l.split(/[{ ]/)[0]));
-  const has = (re) => [...names].some((n) => re.test(n));
+  // Matched without the "raftcast_" namespace prefix, so /raft/ means Raft metrics.
+  const has = (re) => [...names].some((n) => re.test(n.replace(/^raftcast_/, '')));
   assert.ok(has(/connection/), `a connections metric: ${[...names].join(', ')}`);
   assert.ok(has(/user/), 'a unique users metric');
   assert.ok(has(/room/), 'a rooms metric');
   assert.ok(has(/latency|duration|seconds_bucket/), 'a latency histogram');
-  assert.ok(has(/raft|term|commit/), 'Raft metrics');
+  assert.ok(has(/raft|term|commit|applied/), `Raft metrics (term/leader/commit/apply lag): ${[...names].join(', ')}`);
   assert.ok(has(/memory|resident|rss/), 'process memory');
   assert.ok(lines.some((l) => /^# TYPE \S+ histogram$/.test(l)), 'at least one histogram');
+  assert.ok(
+    lines.some((l) => !l.startsWith('#') && /event="trade:executed"/.test(l)),
+    'events/deliveries counted by event name (label event="trade:executed")',
+  );
 });
 
 test('GET /cluster/status → {nodeId, leaderId, term, commitIndex, appliedIndex, nodes[]}', async () => {
-  const res = await request(env.clientNode.base, 'GET', '/cluster/status', { key: null });
-  assert.equal(res.status, 200, res.text);
+  // Peers' reachability is known within a few seconds of every node being ready.
+  const res = await eventually(async () => {
+    const r = await request(env.clientNode.base, 'GET', '/cluster/status', { key: null });
+    assert.equal(r.status, 200, r.text);
+    assert.ok(r.body.nodes.every((n) => n.reachable === true), `all reachable: ${r.text}`);
+    return r;
+  }, 5000, 100);
   const s = res.body;
   for (const k of ['nodeId', 'leaderId', 'term', 'commitIndex', 'appliedIndex', 'nodes']) assert.ok(k in s, `has ${k}`);
   assert.equal(String(s.nodeId), String(env.clientNode.nodeId));

@@ -31,7 +31,9 @@ test('a burst of quotes is coalesced: fewer updates than posts, the last one win
   for (const [data, meta] of seen) {
     assert.deepEqual(Object.keys(data).sort(), ['quote', 'symbol', 'timestamp']);
     assert.equal(data.symbol, symbol);
-    assert.equal(typeof data.timestamp, 'number');
+    // The seed sends new Date().toISOString(); milliseconds since 1970 would do as well.
+    const ts = typeof data.timestamp === 'number' ? data.timestamp : Date.parse(data.timestamp);
+    assert.ok(Number.isFinite(ts) && Math.abs(ts - Date.now()) < 60_000, `timestamp is a time near now: ${data.timestamp}`);
     assert.deepEqual(data.quote, { price: 100 + data.quote.seq, seq: data.quote.seq }, 'quote exactly as posted');
     assert.ok(data.quote.seq > prevSeq, 'updates only move forward');
     prevSeq = data.quote.seq;

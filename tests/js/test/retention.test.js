@@ -13,15 +13,17 @@ const env = useTopology({ extraArgs: ['--history-size', '5'] });
 test('with --history-size 5: history keeps the last 5; since before them → recovered:false', async () => {
   const { socket, userId } = await env.connectUser('ret');
   const room = `user:${userId}`;
+  const seen = collect(socket, 'trade:executed');
   let r;
   for (let i = 1; i <= 8; i++) r = await emit(env.api(), { userId, event: 'trade:executed', data: { i } });
   assert.equal(r.offset, 8);
-
-  const h = await getJson(env.api(), `/api/rooms/${encodeURIComponent(room)}/history`);
-  assert.deepEqual(h.events.map((e) => e.offset), [4, 5, 6, 7, 8]);
-
-  const seen = collect(socket, 'trade:executed');
-  await sleep(300);
+  // 200 means applied on the answering node; in a cluster the others follow shortly.
+  await eventually(async () => {
+    const h = await getJson(env.api(), `/api/rooms/${encodeURIComponent(room)}/history`);
+    assert.deepEqual(h.events.map((e) => e.offset), [4, 5, 6, 7, 8]);
+  }, 3000);
+  // The client's node has applied all 8 once the socket saw them live.
+  await eventually(() => assert.equal(seen.length, 8), 5000);
   seen.length = 0;
   const lost = await emitWithAck(socket, 'subscribe:trades', { since: { offset: 2, epoch: r.epoch } });
   assert.deepEqual(lost, { room, offset: 8, epoch: r.epoch, recovered: false });

@@ -1,0 +1,281 @@
+//! In-process clusters on 127.0.0.1: formation, forwarding, identical apply order, failover,
+//! no-quorum refusal, restart with the data dir, and a wrong cluster secret.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use raftcast_raft::{Applied, Command, NodeId, ProposeError, RaftConfig, RaftNode, Response};
+
+type Log = Arc<Mutex<Vec<(String, u64, u64)>>>;
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(name: &str) -> TempDir {
+    let d = std::env::temp_dir().join(format!("raftcast-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    TempDir(d)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+fn cfg(id: NodeId, ports: &BTreeMap<NodeId, u16>, dir: &TempDir, secret: &str) -> RaftConfig {
+    RaftConfig {
+        node_id: id,
+        data_dir: dir.0.join(format!("n{id}")),
+        peer_listen: format!("127.0.0.1:{}", ports[&id]).parse().unwrap(),
+        peers: ports
+            .iter()
+            .map(|(i, p)| (*i, format!("127.0.0.1:{p}")))
+            .collect(),
+        public_addr: format!("127.0.0.1:{}", 5000 + id),
+        cluster_secret: secret.into(),
+        election_timeout_ms: (300, 600),
+        propose_timeout: Duration::from_secs(2),
+        node_dead_after: Duration::from_secs(2),
+        ..Default::default()
+    }
+}
+
+async fn start(c: RaftConfig) -> (RaftNode, Log) {
+    let (node, mut rx) = RaftNode::start(c).await.expect("start");
+    let log: Log = Arc::default();
+    let l = log.clone();
+    tokio::spawn(async move {
+        while let Some(a) = rx.recv().await {
+            if let Applied::Published {
+                room,
+                offset,
+                index,
+                durable: true,
+                ..
+            } = a
+            {
+                l.lock().unwrap().push((room, offset, index));
+            }
+        }
+    });
+    (node, log)
+}
+
+async fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn publish(room: &str, i: u32) -> Command {
+    Command::Publish {
+        room: room.into(),
+        event: "ev".into(),
+        payload: i.to_be_bytes().to_vec(),
+        durable: true,
+        history_max: 1000,
+        history_ttl_ms: 0,
+    }
+}
+
+fn leader_of(nodes: &[&RaftNode]) -> Option<NodeId> {
+    let ids: Vec<Option<NodeId>> = nodes.iter().map(|n| n.status().leader_id).collect();
+    let first = ids[0]?;
+    ids.iter().all(|i| *i == Some(first)).then_some(first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_replicate_fail_over_and_refuse_without_quorum() {
+    init_tracing();
+    let dir = tempdir("cluster3");
+    let ports: BTreeMap<NodeId, u16> = (1..=3).map(|i| (i, free_port())).collect();
+    let mut nodes = BTreeMap::new();
+    let mut logs = BTreeMap::new();
+    for id in 1..=3 {
+        let (n, l) = start(cfg(id, &ports, &dir, "s3cret")).await;
+        nodes.insert(id, n);
+        logs.insert(id, l);
+    }
+    for n in nodes.values() {
+        assert!(
+            n.wait_ready(Duration::from_secs(15)).await,
+            "node {} not ready",
+            n.id()
+        );
+    }
+    let epoch = nodes[&1].epoch().expect("epoch");
+    assert_eq!(epoch.len(), 16);
+    assert!(nodes
+        .values()
+        .all(|n| n.epoch().as_deref() == Some(epoch.as_str())));
+    let leader = leader_of(&nodes.values().collect::<Vec<_>>()).expect("one leader");
+    let follower = *nodes.keys().find(|i| **i != leader).unwrap();
+    let st = nodes[&leader].status();
+    assert!(st.has_quorum);
+    assert_eq!(st.nodes.len(), 3);
+
+    // Concurrent proposals through a follower: forwarded, batched, gapless.
+    let (e0, c0) = nodes[&leader].batch_stats();
+    let mut handles = Vec::new();
+    for i in 0..300u32 {
+        let n = nodes[&follower].clone();
+        handles.push(tokio::spawn(async move {
+            n.propose(publish(if i % 2 == 0 { "a" } else { "b" }, i))
+                .await
+        }));
+    }
+    let mut offsets_a = Vec::new();
+    for h in handles {
+        match h.await.unwrap().expect("propose") {
+            Response::Published {
+                room,
+                offset,
+                epoch: e,
+                ..
+            } => {
+                assert_eq!(e, epoch);
+                if room == "a" {
+                    offsets_a.push(offset);
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    offsets_a.sort_unstable();
+    assert_eq!(offsets_a, (1..=150).collect::<Vec<u64>>());
+    let (e1, c1) = nodes[&leader].batch_stats();
+    println!(
+        "batching: {} commands in {} entries ({:.1} per entry)",
+        c1 - c0,
+        e1 - e0,
+        (c1 - c0) as f64 / (e1 - e0).max(1) as f64
+    );
+    assert!(e1 - e0 < 300, "proposals were batched");
+
+    // All three apply the same durable events in the same order.
+    eventually(
+        "all nodes applied 300 events",
+        Duration::from_secs(10),
+        || logs.values().all(|l| l.lock().unwrap().len() == 300),
+    )
+    .await;
+    let reference = logs[&1].lock().unwrap().clone();
+    for l in logs.values() {
+        assert_eq!(*l.lock().unwrap(), reference);
+    }
+
+    // Kill the leader: a new one is elected and proposals continue.
+    let old = nodes.remove(&leader).unwrap();
+    old.shutdown().await;
+    drop(old);
+    let rest: Vec<NodeId> = nodes.keys().copied().collect();
+    eventually("a new leader", Duration::from_secs(10), || {
+        leader_of(&nodes.values().collect::<Vec<_>>()).is_some_and(|l| l != leader)
+    })
+    .await;
+    let r = nodes[&rest[0]]
+        .propose(publish("a", 1000))
+        .await
+        .expect("propose after failover");
+    assert!(
+        matches!(r, Response::Published { offset: 151, .. }),
+        "{r:?}"
+    );
+
+    // Restart the old leader with its data dir: it rejoins and has the history.
+    let (n, l) = start(cfg(leader, &ports, &dir, "s3cret")).await;
+    logs.insert(leader, l);
+    nodes.insert(leader, n);
+    assert!(
+        nodes[&leader].wait_ready(Duration::from_secs(15)).await,
+        "restarted node ready"
+    );
+    eventually(
+        "restarted node has the history",
+        Duration::from_secs(10),
+        || nodes[&leader].state().history("a", 0).last_offset == 151,
+    )
+    .await;
+    assert_eq!(nodes[&leader].epoch().as_deref(), Some(epoch.as_str()));
+    assert_eq!(nodes[&leader].state().history("a", 149).events.len(), 2);
+
+    // Two of three down: NoQuorum within the timeout.
+    let survivor = leader;
+    for id in rest {
+        let n = nodes.remove(&id).unwrap();
+        n.shutdown().await;
+    }
+    let t = Instant::now();
+    let r = nodes[&survivor].propose(publish("a", 2000)).await;
+    assert!(matches!(r, Err(ProposeError::NoQuorum(_))), "{r:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(3500),
+        "NoQuorum took {:?}",
+        t.elapsed()
+    );
+    assert!(!nodes[&survivor].status().has_quorum);
+    nodes[&survivor].shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_cluster_secret_is_refused() {
+    init_tracing();
+    let dir = tempdir("secret");
+    let p1 = free_port();
+    let mut one = BTreeMap::new();
+    one.insert(1, p1);
+    let mut c1 = cfg(1, &one, &dir, "right");
+    c1.peers.clear();
+    let (n1, _l1) = start(c1).await;
+    assert!(n1.wait_ready(Duration::from_secs(10)).await);
+
+    let mut two = BTreeMap::new();
+    two.insert(2, free_port());
+    let mut c2 = cfg(2, &two, &dir, "wrong");
+    c2.peers.clear();
+    c2.join = Some(format!("127.0.0.1:{p1}"));
+    let (n2, _l2) = start(c2).await;
+    assert!(!n2.wait_ready(Duration::from_secs(2)).await);
+    assert_eq!(n1.status().nodes.len(), 1, "the impostor was not added");
+
+    // The right secret joins as a learner, which serves reads and forwards proposals.
+    n2.shutdown().await;
+    let mut three = BTreeMap::new();
+    three.insert(3, free_port());
+    let mut c3 = cfg(3, &three, &dir, "right");
+    c3.peers.clear();
+    c3.join = Some(format!("127.0.0.1:{p1}"));
+    let (n3, _l3) = start(c3).await;
+    assert!(
+        n3.wait_ready(Duration::from_secs(10)).await,
+        "learner ready"
+    );
+    let r = n3.propose(publish("x", 1)).await.expect("learner proposes");
+    assert!(matches!(r, Response::Published { offset: 1, .. }));
+    eventually("learner applied", Duration::from_secs(5), || {
+        n3.state().room_offset("x").1 == 1
+    })
+    .await;
+    n3.shutdown().await;
+    n1.shutdown().await;
+}
