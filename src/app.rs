@@ -62,11 +62,9 @@ impl Server {
             Backend::Raft => crate::fanout::raft::start(&mut config, retention.clone())
                 .await
                 .map_err(|e| ServerError::Backend(e.to_string()))?,
-            Backend::Redis => {
-                return Err(ServerError::Backend(
-                    "Redis mode is not available in this build yet".into(),
-                ))
-            }
+            Backend::Redis => crate::fanout::redis::start(&config, retention)
+                .await
+                .map_err(|e| ServerError::Backend(e.to_string()))?,
         };
         let io = Io::new(IoConfig {
             ping_interval: config.ping_interval,

@@ -8,6 +8,7 @@
 pub mod local;
 pub mod payload;
 pub mod raft;
+pub mod redis;
 
 
 use std::collections::BTreeMap;
@@ -232,6 +233,11 @@ pub trait Fanout: Send + Sync + 'static {
     async fn counts(&self) -> Result<ClusterCounts, FanoutError>;
 
     fn health(&self) -> BackendHealth;
+
+    /// Waits (bounded) until this node can serve clients: joined, leader known, caught up.
+    async fn wait_ready(&self, _timeout: std::time::Duration) -> bool {
+        true
+    }
 
     /// Cluster view for `/cluster/status` (None when the backend has no cluster).
     fn cluster_status(&self) -> Option<serde_json::Value> {

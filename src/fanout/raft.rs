@@ -466,7 +466,9 @@ impl Fanout for RaftFanout {
     fn health(&self) -> BackendHealth {
         let st = self.node.status();
         let lag = st.commit_index.saturating_sub(st.applied_index);
-        let unreachable = st.nodes.iter().any(|n| !n.reachable);
+        // Only the leader knows whether its peers answer; a follower cannot judge them.
+        let is_leader = st.leader_id == Some(st.node_id);
+        let unreachable = is_leader && st.nodes.iter().any(|n| !n.reachable);
         BackendHealth {
             healthy: st.leader_id.is_some() && st.has_quorum,
             degraded: unreachable || lag > 1000,
@@ -481,6 +483,10 @@ impl Fanout for RaftFanout {
                 "hasQuorum": st.has_quorum,
             }),
         }
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> bool {
+        self.node.is_ready() || self.node.wait_ready(timeout).await
     }
 
     fn cluster_status(&self) -> Option<serde_json::Value> {

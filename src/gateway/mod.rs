@@ -233,6 +233,14 @@ impl Handler for Gateway {
                     g.0.capacity_warned.store(false, Ordering::Relaxed);
                 }
             }
+            // Sockets opened before the node has joined would be detached by its own
+            // start-up record: wait (briefly) for readiness.
+            if !g.0.fanout.wait_ready(Duration::from_secs(5)).await {
+                let e = GatewayError::NoQuorum(
+                    "this node has not joined its cluster yet; retry or use another node".into(),
+                );
+                return Err(refuse(e));
+            }
             let identity = g
                 .0
                 .auth

@@ -28,7 +28,6 @@ use super::server::{EngineError, Io};
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
 /// Checks the upgrade request and builds its 101 answer; the request is dropped here.
-#[allow(clippy::result_large_err)]
 fn handshake(mut req: Request<Body>) -> Result<(OnUpgrade, Response<Body>), Response<Body>> {
     let headers = req.headers();
     let version_ok = headers

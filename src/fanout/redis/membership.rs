@@ -67,6 +67,7 @@ pub struct Members {
     client: Client,
     recovery_window_ms: u64,
     local: Mutex<Local>,
+    stopped: std::sync::atomic::AtomicBool,
     tx: mpsc::UnboundedSender<Op>,
 }
 
@@ -80,6 +81,7 @@ impl Members {
             client,
             recovery_window_ms: u64::try_from(recovery_window.as_millis()).unwrap_or(u64::MAX),
             local: Mutex::new(Local::default()),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             tx,
         });
         tokio::spawn(task(Arc::downgrade(&m), rx));
@@ -282,6 +284,15 @@ impl Members {
         Ok(version)
     }
 
+    /// Removes this node's keys (graceful shutdown: its sockets leave presence at once).
+    pub async fn leave(&self) -> Result<()> {
+        self.stopped.store(true, std::sync::atomic::Ordering::Release);
+        self.clear_node(self.node).await?;
+        let _: Value = self.client.del(self.keys.node_alive(self.node)).await?;
+        let _: Value = self.client.srem(self.keys.nodes(), self.node.to_string()).await?;
+        Ok(())
+    }
+
     /// Refreshes the heartbeat; true when the key had expired or vanished.
     async fn heartbeat(&self, token: &str) -> Result<bool> {
         let old: Option<String> = self
@@ -327,6 +338,9 @@ async fn task(m: std::sync::Weak<Members>, mut rx: mpsc::UnboundedReceiver<(u64,
             }
             _ = tick.tick() => {
                 let Some(m) = m.upgrade() else { break };
+                if m.stopped.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
                 if !m.client.is_connected() {
                     dirty = true;
                     continue;

@@ -75,8 +75,12 @@ test('live events after the replay continue at the next offset', async () => {
 test('since with a wrong epoch: recovered:false with the current epoch and offset', async () => {
   const { socket, userId } = await env.connectUser('rec-epoch');
   const room = `user:${userId}`;
+  const live = collect(socket, 'trade:executed');
   let cur;
   for (let i = 1; i <= 3; i++) cur = await emit(env.api(), { userId, event: 'trade:executed', data: { i } });
+  // In a cluster the API node answered once it applied; the client's node has once the
+  // socket saw all three live.
+  await eventually(() => assert.equal(live.length, 3), 5000);
   const confirmation = once(socket, 'subscribed:trades', 5000);
   const ack = await emitWithAck(socket, 'subscribe:trades', { since: { offset: 1, epoch: 'not-the-epoch' } });
   assert.deepEqual(ack, { room, offset: 3, epoch: cur.epoch, recovered: false });
@@ -85,7 +89,9 @@ test('since with a wrong epoch: recovered:false with the current epoch and offse
 
 test('since ahead of the room: recovered:false with the current offset', async () => {
   const { socket, userId } = await env.connectUser('rec-ahead');
+  const live = collect(socket, 'trade:executed');
   const r = await emit(env.api(), { userId, event: 'trade:executed', data: {} });
+  await eventually(() => assert.equal(live.length, 1), 5000);
   const ack = await emitWithAck(socket, 'subscribe:trades', { since: { offset: 99, epoch: r.epoch } });
   assert.equal(ack.recovered, false);
   assert.equal(ack.offset, 1);
