@@ -5,6 +5,7 @@
 //! and use [`Server::gateway`] for `emit_to_user`, `emit_to_room`, `create_session`, ...
 
 pub mod app;
+pub mod chaos;
 pub mod config;
 pub mod fanout;
 pub mod gateway;

@@ -67,7 +67,8 @@ async fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Invocation::Status(_) | Invocation::Chaos(_) => {
+        Invocation::Chaos(args) => raftcast::chaos::run(args).await,
+        Invocation::Status(_) => {
             eprintln!("this subcommand is not available yet");
             std::process::ExitCode::from(2)
         }

@@ -21,19 +21,30 @@ fn options_table_is_not_empty() {
     assert!(flags.iter().any(|f| f == "--port"));
 }
 
+/// The README's options section is exactly the generated table (run with
+/// `UPDATE_README=1 cargo test --test config_docs` to regenerate it).
 #[test]
-#[ignore = "README not written yet"]
 fn readme_documents_every_option() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
     let readme = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let (begin, end) = ("<!-- options:begin -->\n", "<!-- options:end -->");
+    let start = readme.find(begin).expect("README has an options:begin marker") + begin.len();
+    let stop = readme.find(end).expect("README has an options:end marker");
+    let table = raftcast::config::options_table();
+    if std::env::var_os("UPDATE_README").is_some() {
+        let updated = format!("{}{}{}", &readme[..start], table, &readme[stop..]);
+        std::fs::write(&path, updated).expect("README is writable");
+        return;
+    }
     let missing: Vec<String> = table_flags()
         .into_iter()
         .filter(|flag| !readme.contains(flag.as_str()))
         .collect();
-    assert!(
-        missing.is_empty(),
-        "README.md does not mention {missing:?}; the table from raftcast::config::options_table():\n{}",
-        raftcast::config::options_table()
+    assert!(missing.is_empty(), "README.md does not mention {missing:?}");
+    assert_eq!(
+        readme[start..stop].trim(),
+        table.trim(),
+        "README's options table is out of date: run UPDATE_README=1 cargo test --test config_docs"
     );
 }

@@ -21,7 +21,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::{BenchError, Result};
 use crate::scenario::{Env, Profile};
@@ -51,60 +51,63 @@ enum ProfileName {
     Full,
 }
 
+#[derive(Args)]
+struct ScenarioArgs {
+    #[arg(long, value_enum)]
+    scenario: ScenarioName,
+    /// Name of the system under test (raftcast, baseline, raw).
+    #[arg(long)]
+    system: String,
+    /// Public addresses of the nodes, comma-separated (node id = position).
+    #[arg(long, value_delimiter = ',', required = true)]
+    nodes: Vec<SocketAddr>,
+    #[arg(long, default_value = "k")]
+    api_key: String,
+    /// Server pids in node order, sampled in /proc for RSS and CPU.
+    #[arg(long, value_delimiter = ',')]
+    pids: Vec<u32>,
+    /// Extra pid files whose process counts as part of the system (e.g. Redis).
+    #[arg(long)]
+    pid_file: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "smoke")]
+    profile: ProfileName,
+    /// Number of 127.0.0.x source addresses to spread client connections over.
+    #[arg(long, default_value_t = 4)]
+    source_ips: u8,
+    /// M7: find the Raft leader via GET /cluster/status and SIGKILL its pid.
+    #[arg(long)]
+    kill_leader: bool,
+    /// M7: shell command that disrupts the system (e.g. restarts Redis).
+    #[arg(long)]
+    disrupt_cmd: Option<String>,
+    /// Override the profile's connection count for `idle`.
+    #[arg(long)]
+    conns: Option<usize>,
+    /// Override the profile's settle time for `idle`, in seconds.
+    #[arg(long)]
+    settle_s: Option<u64>,
+    /// Override the profile's one-room fan-out member count.
+    #[arg(long)]
+    members: Option<usize>,
+    /// Override the profile's number of ramp steps (M2 and M5).
+    #[arg(long)]
+    max_steps: Option<usize>,
+    /// Override the profile's step duration, in seconds.
+    #[arg(long)]
+    step_s: Option<u64>,
+    #[arg(long, default_value_t = 1)]
+    round: u32,
+    /// Runtime worker threads of the load generator (1 leaves the other core to servers).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    #[arg(long)]
+    out: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one scenario against a running system and write its JSON result.
-    Scenario {
-        #[arg(long, value_enum)]
-        scenario: ScenarioName,
-        /// Name of the system under test (raftcast, baseline, raw).
-        #[arg(long)]
-        system: String,
-        /// Public addresses of the nodes, comma-separated (node id = position).
-        #[arg(long, value_delimiter = ',', required = true)]
-        nodes: Vec<SocketAddr>,
-        #[arg(long, default_value = "k")]
-        api_key: String,
-        /// Server pids in node order, sampled in /proc for RSS and CPU.
-        #[arg(long, value_delimiter = ',')]
-        pids: Vec<u32>,
-        /// Extra pid files whose process counts as part of the system (e.g. Redis).
-        #[arg(long)]
-        pid_file: Vec<PathBuf>,
-        #[arg(long, value_enum, default_value = "smoke")]
-        profile: ProfileName,
-        /// Number of 127.0.0.x source addresses to spread client connections over.
-        #[arg(long, default_value_t = 4)]
-        source_ips: u8,
-        /// M7: find the Raft leader via GET /cluster/status and SIGKILL its pid.
-        #[arg(long)]
-        kill_leader: bool,
-        /// M7: shell command that disrupts the system (e.g. restarts Redis).
-        #[arg(long)]
-        disrupt_cmd: Option<String>,
-        /// Override the profile's connection count for `idle`.
-        #[arg(long)]
-        conns: Option<usize>,
-        /// Override the profile's settle time for `idle`, in seconds.
-        #[arg(long)]
-        settle_s: Option<u64>,
-        /// Override the profile's one-room fan-out member count.
-        #[arg(long)]
-        members: Option<usize>,
-        /// Override the profile's number of ramp steps (M2 and M5).
-        #[arg(long)]
-        max_steps: Option<usize>,
-        /// Override the profile's step duration, in seconds.
-        #[arg(long)]
-        step_s: Option<u64>,
-        #[arg(long, default_value_t = 1)]
-        round: u32,
-        /// Runtime worker threads of the load generator (1 leaves the other core to servers).
-        #[arg(long, default_value_t = 1)]
-        threads: usize,
-        #[arg(long)]
-        out: PathBuf,
-    },
+    Scenario(Box<ScenarioArgs>),
     /// Wait until every node answers 200 on `path`.
     Wait {
         #[arg(long, value_delimiter = ',', required = true)]
@@ -141,26 +144,27 @@ fn main() {
 
 fn real_main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Scenario {
-            scenario,
-            system,
-            nodes,
-            api_key,
-            pids,
-            pid_file,
-            profile,
-            source_ips,
-            kill_leader,
-            disrupt_cmd,
-            conns,
-            settle_s,
-            step_s,
-            members,
-            max_steps,
-            round,
-            threads,
-            out,
-        } => {
+        Cmd::Scenario(args) => {
+            let ScenarioArgs {
+                scenario,
+                system,
+                nodes,
+                api_key,
+                pids,
+                pid_file,
+                profile,
+                source_ips,
+                kill_leader,
+                disrupt_cmd,
+                conns,
+                settle_s,
+                step_s,
+                members,
+                max_steps,
+                round,
+                threads,
+                out,
+            } = *args;
             let mut profile = match profile {
                 ProfileName::Smoke => Profile::smoke(),
                 ProfileName::Full => Profile::full(),

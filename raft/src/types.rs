@@ -63,7 +63,8 @@ pub enum Command {
         sid: String,
         recoverable_for_ms: u64,
     },
-    /// Take the detached record of `pid` (if unexpired) and give its rooms to `new_sid`.
+    /// Take the detached record of `pid` (if unexpired) and give its rooms to `new_sid`
+    /// (empty: the socket keeps its previous id).
     Recover {
         pid: String,
         new_sid: String,

@@ -97,7 +97,7 @@ pub struct StatusArgs {
     pub api_key: Option<Secret>,
 }
 
-/// `raftcast chaos` (placeholder: the chaos runner fills it in).
+/// `raftcast chaos`: a throw-away local cluster under load, with faults, checked end to end.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct ChaosArgs {
     /// Seed of the fault schedule; random when absent (and printed).
@@ -109,9 +109,43 @@ pub struct ChaosArgs {
     /// Number of nodes in the test cluster.
     #[arg(long, env = "RAFTCAST_CHAOS_NODES", default_value_t = 3)]
     pub nodes: usize,
-    /// Where to write the report.
+    /// Where to write the report (JSON).
     #[arg(long, env = "RAFTCAST_CHAOS_OUT", default_value = "chaos-report.json")]
     pub out: PathBuf,
+    /// Where to write the timeline plot; default: the report's path with `.png`.
+    #[arg(long, env = "RAFTCAST_CHAOS_PLOT", value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// The raftcast binary the cluster runs; default: this executable.
+    #[arg(long, env = "RAFTCAST_CHAOS_BINARY", value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+    /// Socket.IO clients, spread over the nodes and users.
+    #[arg(long, env = "RAFTCAST_CHAOS_CLIENTS", default_value_t = 6)]
+    pub clients: usize,
+    /// Users (rooms `user:<id>`) the publisher emits to, round-robin.
+    #[arg(long, env = "RAFTCAST_CHAOS_USERS", default_value_t = 2)]
+    pub users: usize,
+    /// Durable emits per second (POST /api/emit).
+    #[arg(long, env = "RAFTCAST_CHAOS_RATE", default_value_t = 50)]
+    pub rate: u32,
+    /// Volatile quotes per second (POST /api/quotes), 0 = none.
+    #[arg(long, env = "RAFTCAST_CHAOS_QUOTE_RATE", default_value_t = 20)]
+    pub quote_rate: u32,
+    /// Time between the starts of two faults.
+    #[arg(long, env = "RAFTCAST_CHAOS_FAULT_EVERY", default_value = "10s", value_parser = parse_duration)]
+    pub fault_every: Duration,
+    /// How long a fault lasts (down, frozen or partitioned) before it is undone.
+    #[arg(long, env = "RAFTCAST_CHAOS_FAULT_HOLD", default_value = "3s", value_parser = parse_duration)]
+    pub fault_hold: Duration,
+    /// Fault kinds to draw from, comma-separated, or `all`: kill-leader, kill-follower,
+    /// kill-client-node, pause-leader, pause-follower, isolate-leader, one-way, slow-link.
+    #[arg(long, env = "RAFTCAST_CHAOS_FAULTS", default_value = "all")]
+    pub faults: String,
+    /// Longest wait, after the last fault, for every client and node to catch up.
+    #[arg(long, env = "RAFTCAST_CHAOS_SETTLE", default_value = "30s", value_parser = parse_duration)]
+    pub settle: Duration,
+    /// Keep the cluster's temp dir (data and node logs) even when the run passes.
+    #[arg(long, env = "RAFTCAST_CHAOS_KEEP")]
+    pub keep: bool,
 }
 
 /// Resolved backend choice as given (`auto` resolves in [`Config`](super::Config)).

@@ -345,11 +345,7 @@ impl Fanout for LocalFanout {
         }
     }
 
-    async fn recover(
-        &self,
-        pid: &str,
-        _new_sid: &str,
-    ) -> Result<Option<RecoveredSocket>, FanoutError> {
+    async fn recover(&self, pid: &str) -> Result<Option<RecoveredSocket>, FanoutError> {
         let now = now_unix_ms();
         let mut st = self.state.lock();
         st.expire_detached(now);

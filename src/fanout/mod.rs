@@ -222,11 +222,10 @@ pub trait Fanout: Send + Sync + 'static {
     /// Mirrors a local membership change (queued; applied in order).
     fn membership(&self, change: Membership);
 
-    /// Takes the recoverable state of a socket that went away, if still within the window;
-    /// the socket comes back as `new_sid` (the caller then reports it with
-    /// [`Membership::Open`]).
-    async fn recover(&self, pid: &str, new_sid: &str)
-        -> Result<Option<RecoveredSocket>, FanoutError>;
+    /// Takes the recoverable state of a socket that went away, if still within the window.
+    /// The socket comes back with its previous id ([`RecoveredSocket::sid`]); the caller
+    /// then reports it with [`Membership::Open`].
+    async fn recover(&self, pid: &str) -> Result<Option<RecoveredSocket>, FanoutError>;
 
     async fn presence(&self, user_id: &str) -> Result<Presence, FanoutError>;
 
@@ -241,6 +240,12 @@ pub trait Fanout: Send + Sync + 'static {
 
     /// Cluster view for `/cluster/status` (None when the backend has no cluster).
     fn cluster_status(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// The peer transport's fault-injection switch (chaos tests), when the backend has one
+    /// and the node runs with `--fault-injection`.
+    fn fault(&self) -> Option<raftcast_raft::FaultSwitch> {
         None
     }
 

@@ -375,7 +375,13 @@ impl Fanout for RaftFanout {
         // node a moment to catch up before calling it unknown.
         let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
         loop {
-            if let Some(s) = self.reader().session(session_id) {
+            // The replicated state judges expiry by log time, which stands still on a quiet
+            // cluster: check the wall clock too.
+            if let Some(s) = self
+                .reader()
+                .session(session_id)
+                .filter(|s| s.expires_at_ms > crate::util::now_unix_ms())
+            {
                 return Ok(Some(SessionInfo {
                     user_id: s.user_id,
                     expires_at_ms: s.expires_at_ms,
@@ -418,16 +424,12 @@ impl Fanout for RaftFanout {
         }
     }
 
-    async fn recover(
-        &self,
-        pid: &str,
-        new_sid: &str,
-    ) -> Result<Option<RecoveredSocket>, FanoutError> {
+    async fn recover(&self, pid: &str) -> Result<Option<RecoveredSocket>, FanoutError> {
         let r = self
             .node
             .propose(Command::Recover {
                 pid: pid.to_owned(),
-                new_sid: new_sid.to_owned(),
+                new_sid: String::new(),
                 node: self.node_id,
             })
             .await
@@ -517,6 +519,10 @@ impl Fanout for RaftFanout {
             "adapter": "raft",
             "nodes": nodes,
         }))
+    }
+
+    fn fault(&self) -> Option<raftcast_raft::FaultSwitch> {
+        self.node.fault()
     }
 
     async fn shutdown(&self) {

@@ -315,8 +315,7 @@ impl Gateway {
         identity: &Identity,
     ) -> Option<(Restore, Vec<String>)> {
         let index: u64 = offset.parse().ok()?;
-        let new_sid = crate::socketio::random_id();
-        let rec = match self.0.fanout.recover(pid, &new_sid).await {
+        let rec = match self.0.fanout.recover(pid).await {
             Ok(Some(rec)) if self.0.fanout.needs_prepare() => {
                 if let Err(e) = self.0.fanout.prepare(&rec.rooms).await {
                     tracing::warn!(error = %e, "could not load room histories for recovery");
@@ -338,7 +337,7 @@ impl Gateway {
         let rooms = rec.rooms.clone();
         let pid = pid.to_owned();
         let restore = Restore {
-            sid: new_sid,
+            sid: rec.sid.clone(),
             pid,
             replay: Box::new(move |watermark| {
                 // Rooms are restored by the layer's join; this only produces missed packets.

@@ -111,10 +111,23 @@ pub(crate) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-pub(crate) async fn cluster_status(State(state): State<Arc<AppState>>) -> Response {
+#[derive(serde::Deserialize)]
+pub(crate) struct ViewQuery {
+    view: Option<String>,
+}
+
+pub(crate) async fn cluster_status(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Query(q): axum::extract::Query<ViewQuery>,
+) -> Response {
     let (connections, _, _) = local_counts(&state);
     match state.gateway.fanout().cluster_status() {
-        Some(v) => Json(v).into_response(),
+        Some(mut v) => {
+            if q.view.as_deref() != Some("local") {
+                super::leader_view::merge_leader_reachability(&mut v).await;
+            }
+            Json(v).into_response()
+        }
         None => Json(json!({
             "nodeId": state.config.node_id,
             "leaderId": state.config.node_id,

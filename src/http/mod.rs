@@ -3,7 +3,9 @@
 
 pub mod api;
 mod cors;
+pub mod fault;
 pub mod health;
+mod leader_view;
 pub mod serve;
 mod status_page;
 
@@ -70,5 +72,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/", get(status_page::page))
         .with_state(state.clone())
         .merge(api::router(state.clone()))
+        .merge(fault::router(state.clone()))
         .layer(axum::middleware::from_fn_with_state(state, cors::origins))
 }

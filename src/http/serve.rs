@@ -16,6 +16,8 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
+use crate::socketio::ConnGuard;
+
 /// Limits of the accept loop.
 #[derive(Debug, Clone)]
 pub struct ServeLimits {
@@ -95,10 +97,13 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let header_timeout = limits.header_timeout;
+        // The slot lives as long as the TCP connection: the HTTP connection holds it, and an
+        // upgraded WebSocket takes a clone along (see `ConnGuard`).
+        let slot = ConnGuard(Arc::new(slot));
         tokio::spawn(async move {
-            let _slot = slot;
             let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+                req.extensions_mut().insert(slot.clone());
                 let router = router.clone();
                 async move {
                     let req = req.map(axum::body::Body::new);

@@ -125,3 +125,15 @@ pub trait Handler: Send + Sync + 'static {
     /// still lists the rooms it was in (it leaves them right after).
     fn disconnected(&self, _socket: &Arc<Socket>, _reason: DisconnectReason) {}
 }
+
+/// Something the HTTP server wants kept alive as long as the connection that carried the
+/// request (e.g. a per-IP connection slot). Put it in the request's extensions; the
+/// WebSocket transport keeps it for the life of the upgraded connection.
+#[derive(Clone)]
+pub struct ConnGuard(pub Arc<dyn Any + Send + Sync>);
+
+impl std::fmt::Debug for ConnGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnGuard")
+    }
+}

@@ -22,7 +22,7 @@ mod ws;
 pub use conn::{DisconnectReason, Frame, Transport};
 pub use encode::Frames;
 pub use handler::{
-    Accept, AckSender, BoxFuture, ConnectRequest, Event, Handler, Refusal, RequestInfo, Restore,
+    Accept, AckSender, BoxFuture, ConnGuard, ConnectRequest, Event, Handler, Refusal, RequestInfo, Restore,
     SocketState,
 };
 pub use namespace::{Namespace, Target};

@@ -21,14 +21,18 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::conn::{Conn, DisconnectReason, Frame, Transport};
 use super::engine_packet::EnginePacket;
-use super::handler::{BoxFuture, RequestInfo};
+use super::handler::{BoxFuture, ConnGuard, RequestInfo};
 use super::inbound::Outcome;
 use super::server::{EngineError, Io};
 
 type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
+/// What a valid upgrade request leaves: the upgrade to await, the guard the HTTP server
+/// attached (kept for the life of the WebSocket) and the 101 answer.
+type Upgrade = (OnUpgrade, Option<ConnGuard>, Response<Body>);
+
 /// Checks the upgrade request and builds its 101 answer; the request is dropped here.
-fn handshake(mut req: Request<Body>) -> Result<(OnUpgrade, Response<Body>), Response<Body>> {
+fn handshake(mut req: Request<Body>) -> Result<Upgrade, EngineError> {
     let headers = req.headers();
     let version_ok = headers
         .get(header::SEC_WEBSOCKET_VERSION)
@@ -37,9 +41,10 @@ fn handshake(mut req: Request<Body>) -> Result<(OnUpgrade, Response<Body>), Resp
         .get(header::SEC_WEBSOCKET_KEY)
         .filter(|_| version_ok)
     else {
-        return Err(EngineError::BadRequest.response());
+        return Err(EngineError::BadRequest);
     };
     let accept_key = derive_accept_key(key.as_bytes());
+    let guard = req.extensions_mut().remove::<ConnGuard>();
     let on_upgrade = hyper::upgrade::on(&mut req);
     drop(req);
 
@@ -51,17 +56,18 @@ fn handshake(mut req: Request<Body>) -> Result<(OnUpgrade, Response<Body>), Resp
     if let Ok(v) = HeaderValue::from_str(&accept_key) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
-    Ok((on_upgrade, resp))
+    Ok((on_upgrade, guard, resp))
 }
 
 /// Completes the WebSocket handshake and closes the WebSocket at once (an upgrade for a
 /// session that already has one).
 pub(crate) fn refuse(req: Request<Body>) -> Response<Body> {
-    let (on_upgrade, resp) = match handshake(req) {
+    let (on_upgrade, guard, resp) = match handshake(req) {
         Ok(h) => h,
-        Err(resp) => return resp,
+        Err(e) => return e.response(),
     };
     tokio::spawn(async move {
+        let _guard = guard;
         if let Ok(upgraded) = on_upgrade.await {
             let mut ws =
                 WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
@@ -79,9 +85,9 @@ pub(crate) fn accept(
     existing: Option<Arc<Conn>>,
     info: Arc<RequestInfo>,
 ) -> Response<Body> {
-    let (on_upgrade, resp) = match handshake(req) {
+    let (on_upgrade, guard, resp) = match handshake(req) {
         Ok(h) => h,
-        Err(resp) => return resp,
+        Err(e) => return e.response(),
     };
 
     let cfg = io.config();
@@ -92,6 +98,7 @@ pub(crate) fn accept(
         .max_message_size(Some(cfg.max_payload))
         .max_frame_size(Some(cfg.max_payload));
     tokio::spawn(async move {
+        let _guard = guard;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => {

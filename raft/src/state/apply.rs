@@ -260,7 +260,9 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
             session_id: d.session_id.clone(),
             rooms: d.rooms.clone(),
         };
-        open_socket(self.kv, new_sid, info)?;
+        // An empty new_sid keeps the socket's id, as Socket.IO's own recovery does.
+        let sid = if new_sid.is_empty() { d.sid.as_str() } else { new_sid };
+        open_socket(self.kv, sid, info)?;
         Ok(Ok(Response::Recovered {
             user_id: d.user_id,
             session_id: d.session_id,

@@ -83,17 +83,24 @@ impl Conn {
             errored: AtomicBool::new(false),
             subscribed: AtomicBool::new(false),
         });
-        conn.watch("commands", conn.client.error_rx(), conn.client.reconnect_rx());
+        conn.watch(
+            "commands",
+            conn.client.error_rx(),
+            conn.client.reconnect_rx(),
+        );
         conn.watch("subscriber", conn.sub.error_rx(), conn.sub.reconnect_rx());
-        let _ = conn.client.connect();
-        let _ = conn.sub.connect();
+        drop(conn.client.connect());
+        drop(conn.sub.connect());
         Ok(conn)
     }
 
     fn watch(
         self: &Arc<Self>,
         which: &'static str,
-        mut errors: tokio::sync::broadcast::Receiver<(fred::error::Error, Option<fred::types::config::Server>)>,
+        mut errors: tokio::sync::broadcast::Receiver<(
+            fred::error::Error,
+            Option<fred::types::config::Server>,
+        )>,
         mut reconnects: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
     ) {
         let weak = Arc::downgrade(self);
@@ -134,7 +141,9 @@ impl Conn {
 
     /// Whether both connections are up and the subscriptions in place.
     pub fn healthy(&self) -> bool {
-        self.client.is_connected() && self.sub.is_connected() && self.subscribed.load(Ordering::Acquire)
+        self.client.is_connected()
+            && self.sub.is_connected()
+            && self.subscribed.load(Ordering::Acquire)
     }
 
     /// Whether commands can be sent now (checked before a publish, to fail fast).
@@ -155,7 +164,10 @@ impl Conn {
 
     /// Closes both connections.
     pub async fn close(&self) {
-        for (which, r) in [("commands", self.client.quit().await), ("subscriber", self.sub.quit().await)] {
+        for (which, r) in [
+            ("commands", self.client.quit().await),
+            ("subscriber", self.sub.quit().await),
+        ] {
             if let Err(e) = r {
                 tracing::debug!(connection = which, error = %e, "closing the Redis connection");
             }
@@ -164,6 +176,7 @@ impl Conn {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -48,7 +48,12 @@ pub struct Broadcast {
 }
 
 /// Encodes a broadcast of `event` with `payload` to `room`, from `uid`, minus the meta.
-pub fn encode(uid: &str, room: &str, event: &str, payload: &Payload) -> Result<Halves, InteropError> {
+pub fn encode(
+    uid: &str,
+    room: &str,
+    event: &str,
+    payload: &Payload,
+) -> Result<Halves, InteropError> {
     let data: Json = serde_json::from_str(&payload.data).map_err(|_| InteropError::Json)?;
     let mut pre = Vec::with_capacity(payload.data.len() + 64);
     let mut post = Vec::with_capacity(64 + room.len());
@@ -77,7 +82,9 @@ pub fn encode(uid: &str, room: &str, event: &str, payload: &Payload) -> Result<H
 /// packets that are not events of namespace `/`.
 pub fn decode(channel: &str, mut msg: &[u8]) -> Result<Option<Broadcast>, InteropError> {
     let v = rmpv::decode::read_value(&mut msg).map_err(|_| InteropError::Msgpack)?;
-    let Value::Array(items) = v else { return Err(InteropError::Shape("not an array")) };
+    let Value::Array(items) = v else {
+        return Err(InteropError::Shape("not an array"));
+    };
     let mut it = items.into_iter();
     let (Some(uid), Some(packet), opts) = (it.next(), it.next(), it.next()) else {
         return Err(InteropError::Shape("expected [uid, packet, opts]"));
@@ -105,12 +112,14 @@ pub fn decode(channel: &str, mut msg: &[u8]) -> Result<Option<Broadcast>, Intero
         opts.as_ref()
             .and_then(|o| get(o, key))
             .and_then(Value::as_array)
-            .map(|l| l.iter().filter_map(|r| scalar_text(r)).collect())
+            .map(|l| l.iter().filter_map(scalar_text).collect())
             .unwrap_or_default()
     };
     let mut rooms = strings("rooms");
     if rooms.is_empty() {
-        let tail = channel.strip_prefix(super::keys::ADAPTER_CHANNEL).unwrap_or_default();
+        let tail = channel
+            .strip_prefix(super::keys::ADAPTER_CHANNEL)
+            .unwrap_or_default();
         if let Some(room) = tail.strip_suffix('#').filter(|r| !r.is_empty()) {
             rooms.push(room.to_owned());
         }
@@ -191,7 +200,9 @@ pub fn to_json(v: &Value, attachments: &mut Vec<Bytes>) -> Json {
             .map(Json::from)
             .or_else(|| i.as_i64().map(Json::from))
             .unwrap_or(Json::Null),
-        Value::F32(f) => serde_json::Number::from_f64(f64::from(*f)).map_or(Json::Null, Json::Number),
+        Value::F32(f) => {
+            serde_json::Number::from_f64(f64::from(*f)).map_or(Json::Null, Json::Number)
+        }
         Value::F64(f) => serde_json::Number::from_f64(*f).map_or(Json::Null, Json::Number),
         Value::String(s) => Json::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         Value::Binary(b) => {
@@ -214,6 +225,7 @@ pub fn to_json(v: &Value, attachments: &mut Vec<Bytes>) -> Json {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -225,10 +237,15 @@ mod tests {
         };
         let h = encode("rc-x", "watchlist:AAPL", "quote:update", &p).unwrap();
         let mut msg = h.pre.clone();
-        rmpv::encode::write_value(&mut msg, &Value::Map(vec![(Value::from("offset"), Value::from(3))]))
-            .unwrap();
+        rmpv::encode::write_value(
+            &mut msg,
+            &Value::Map(vec![(Value::from("offset"), Value::from(3))]),
+        )
+        .unwrap();
         msg.extend(&h.post);
-        let b = decode("socket.io#/#watchlist:AAPL#", &msg).unwrap().unwrap();
+        let b = decode("socket.io#/#watchlist:AAPL#", &msg)
+            .unwrap()
+            .unwrap();
         assert_eq!(b.uid, "rc-x");
         assert_eq!(b.rooms, vec!["watchlist:AAPL".to_owned()]);
         assert_eq!(b.event, "quote:update");
@@ -250,7 +267,10 @@ mod tests {
             ]),
             Value::Map(Vec::new()),
         ]);
-        assert_eq!(decode("socket.io#/admin#", &super::super::wire::write(&v)), Ok(None));
+        assert_eq!(
+            decode("socket.io#/admin#", &super::super::wire::write(&v)),
+            Ok(None)
+        );
         assert!(decode("socket.io#/#", &[0xc1]).is_err());
         assert!(decode("socket.io#/#", &super::super::wire::write(&Value::from(1))).is_err());
     }

@@ -94,6 +94,7 @@ pub fn adapter_room_channel(room: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -102,6 +103,9 @@ mod tests {
         let k = Keys::new("rc");
         assert_eq!(k.room_history("user:1"), "rc:room:user:1:history");
         assert_eq!(k.events_channel(), "rc:events");
-        assert_eq!(adapter_room_channel("watchlist:AAPL"), "socket.io#/#watchlist:AAPL#");
+        assert_eq!(
+            adapter_room_channel("watchlist:AAPL"),
+            "socket.io#/#watchlist:AAPL#"
+        );
     }
 }

@@ -55,9 +55,21 @@ struct Local {
 
 /// A change as the task applies it to Redis.
 enum Op {
-    Open { sid: String, user: String, rooms: Vec<String> },
-    Rooms { delta: i64, rooms: Vec<String> },
-    Close { sid: String, user: String, rooms: Vec<String>, recovery: Option<(String, Vec<u8>, u64)> },
+    Open {
+        sid: String,
+        user: String,
+        rooms: Vec<String>,
+    },
+    Rooms {
+        delta: i64,
+        rooms: Vec<String>,
+    },
+    Close {
+        sid: String,
+        user: String,
+        rooms: Vec<String>,
+        recovery: Option<(String, Vec<u8>, u64)>,
+    },
 }
 
 /// The membership mirror of one node.
@@ -68,7 +80,7 @@ pub struct Members {
     recovery_window_ms: u64,
     local: Mutex<Local>,
     stopped: std::sync::atomic::AtomicBool,
-    tx: mpsc::UnboundedSender<Op>,
+    tx: mpsc::UnboundedSender<(u64, Op)>,
 }
 
 impl Members {
@@ -97,47 +109,89 @@ impl Members {
     pub fn change(&self, change: Membership) {
         let mut l = self.local.lock();
         let op = match change {
-            Membership::Open { sid, pid, user_id, session_id, rooms } => {
+            Membership::Open {
+                sid,
+                pid,
+                user_id,
+                session_id,
+                rooms,
+            } => {
                 for r in &rooms {
                     *l.room_members.entry(r.clone()).or_default() += 1;
                 }
-                let op = Op::Open { sid: sid.clone(), user: user_id.clone(), rooms: rooms.clone() };
-                l.sockets.insert(sid, Rec { pid, user: user_id, session: session_id, rooms });
+                let op = Op::Open {
+                    sid: sid.clone(),
+                    user: user_id.clone(),
+                    rooms: rooms.clone(),
+                };
+                l.sockets.insert(
+                    sid,
+                    Rec {
+                        pid,
+                        user: user_id,
+                        session: session_id,
+                        rooms,
+                    },
+                );
                 op
             }
             Membership::Join { sid, rooms } => {
-                let Some(rec) = l.sockets.get_mut(&sid) else { return };
-                let added: Vec<String> = rooms.into_iter().filter(|r| !rec.rooms.contains(r)).collect();
+                let Some(rec) = l.sockets.get_mut(&sid) else {
+                    return;
+                };
+                let added: Vec<String> = rooms
+                    .into_iter()
+                    .filter(|r| !rec.rooms.contains(r))
+                    .collect();
                 rec.rooms.extend(added.iter().cloned());
                 for r in &added {
                     *l.room_members.entry(r.clone()).or_default() += 1;
                 }
-                Op::Rooms { delta: 1, rooms: added }
+                Op::Rooms {
+                    delta: 1,
+                    rooms: added,
+                }
             }
             Membership::Leave { sid, rooms } => {
-                let Some(rec) = l.sockets.get_mut(&sid) else { return };
-                let removed: Vec<String> = rooms.into_iter().filter(|r| rec.rooms.contains(r)).collect();
+                let Some(rec) = l.sockets.get_mut(&sid) else {
+                    return;
+                };
+                let removed: Vec<String> = rooms
+                    .into_iter()
+                    .filter(|r| rec.rooms.contains(r))
+                    .collect();
                 rec.rooms.retain(|r| !removed.contains(r));
                 for r in &removed {
                     dec(&mut l.room_members, r);
                 }
-                Op::Rooms { delta: -1, rooms: removed }
+                Op::Rooms {
+                    delta: -1,
+                    rooms: removed,
+                }
             }
             Membership::Close { sid, recoverable } => {
-                let Some(rec) = l.sockets.remove(&sid) else { return };
+                let Some(rec) = l.sockets.remove(&sid) else {
+                    return;
+                };
                 for r in &rec.rooms {
                     dec(&mut l.room_members, r);
                 }
-                let recovery = (recoverable && self.recovery_window_ms > 0 && !rec.pid.is_empty()).then(|| {
-                    let v = Mp::Array(vec![
-                        Mp::from(sid.as_str()),
-                        Mp::from(rec.user.as_str()),
-                        rec.session.as_deref().map_or(Mp::Nil, Mp::from),
-                        Mp::Array(rec.rooms.iter().map(|r| Mp::from(r.as_str())).collect()),
-                    ]);
-                    (rec.pid.clone(), wire::write(&v), self.recovery_window_ms)
-                });
-                Op::Close { sid, user: rec.user, rooms: rec.rooms, recovery }
+                let recovery = (recoverable && self.recovery_window_ms > 0 && !rec.pid.is_empty())
+                    .then(|| {
+                        let v = Mp::Array(vec![
+                            Mp::from(sid.as_str()),
+                            Mp::from(rec.user.as_str()),
+                            rec.session.as_deref().map_or(Mp::Nil, Mp::from),
+                            Mp::Array(rec.rooms.iter().map(|r| Mp::from(r.as_str())).collect()),
+                        ]);
+                        (rec.pid.clone(), wire::write(&v), self.recovery_window_ms)
+                    });
+                Op::Close {
+                    sid,
+                    user: rec.user,
+                    rooms: rec.rooms,
+                    recovery,
+                }
             }
         };
         l.version += 1;
@@ -213,27 +267,44 @@ impl Members {
         let c = &self.client;
         match op {
             Op::Open { sid, user, rooms } => {
-                let _: Value = c.hset(k.node_sockets(self.node), (sid.as_str(), user.as_str())).await?;
+                let _: Value = c
+                    .hset(k.node_sockets(self.node), (sid.as_str(), user.as_str()))
+                    .await?;
                 let _: i64 = c.hincrby(k.node_users(self.node), user.as_str(), 1).await?;
                 self.rooms_delta(1, rooms).await?;
                 let field = format!("{}:{sid}", self.node);
                 let _: Value = c.hset(k.presence(user), (field.as_str(), "1")).await?;
             }
             Op::Rooms { delta, rooms } => self.rooms_delta(*delta, rooms).await?,
-            Op::Close { sid, user, rooms, recovery } => {
+            Op::Close {
+                sid,
+                user,
+                rooms,
+                recovery,
+            } => {
                 if let Some((pid, value, window)) = recovery {
                     let px = i64::try_from(*window).unwrap_or(i64::MAX);
                     let _: Value = c
-                        .set(k.recovery(pid), value.as_slice(), Some(Expiration::PX(px)), None, false)
+                        .set(
+                            k.recovery(pid),
+                            value.as_slice(),
+                            Some(Expiration::PX(px)),
+                            None,
+                            false,
+                        )
                         .await?;
                 }
                 let _: Value = c.hdel(k.node_sockets(self.node), sid.as_str()).await?;
-                let n: i64 = c.hincrby(k.node_users(self.node), user.as_str(), -1).await?;
+                let n: i64 = c
+                    .hincrby(k.node_users(self.node), user.as_str(), -1)
+                    .await?;
                 if n <= 0 {
                     let _: Value = c.hdel(k.node_users(self.node), user.as_str()).await?;
                 }
                 self.rooms_delta(-1, rooms).await?;
-                let _: Value = c.hdel(k.presence(user), format!("{}:{sid}", self.node)).await?;
+                let _: Value = c
+                    .hdel(k.presence(user), format!("{}:{sid}", self.node))
+                    .await?;
             }
         }
         Ok(())
@@ -255,11 +326,18 @@ impl Members {
         let k = &self.keys;
         let old: HashMap<String, String> = self.client.hgetall(k.node_sockets(node)).await?;
         for (sid, user) in old {
-            let _: Value = self.client.hdel(k.presence(&user), format!("{node}:{sid}")).await?;
+            let _: Value = self
+                .client
+                .hdel(k.presence(&user), format!("{node}:{sid}"))
+                .await?;
         }
         let _: Value = self
             .client
-            .del(vec![k.node_sockets(node), k.node_users(node), k.node_rooms(node)])
+            .del(vec![
+                k.node_sockets(node),
+                k.node_users(node),
+                k.node_rooms(node),
+            ])
             .await?;
         Ok(())
     }
@@ -272,24 +350,35 @@ impl Members {
             let ops: Vec<Op> = l
                 .sockets
                 .iter()
-                .map(|(sid, r)| Op::Open { sid: sid.clone(), user: r.user.clone(), rooms: r.rooms.clone() })
+                .map(|(sid, r)| Op::Open {
+                    sid: sid.clone(),
+                    user: r.user.clone(),
+                    rooms: r.rooms.clone(),
+                })
                 .collect();
             (l.version, ops)
         };
         for op in &ops {
             self.apply(op).await?;
         }
-        let _: Value = self.client.sadd(self.keys.nodes(), self.node.to_string()).await?;
+        let _: Value = self
+            .client
+            .sadd(self.keys.nodes(), self.node.to_string())
+            .await?;
         tracing::info!(sockets = ops.len(), "membership written to Redis");
         Ok(version)
     }
 
     /// Removes this node's keys (graceful shutdown: its sockets leave presence at once).
     pub async fn leave(&self) -> Result<()> {
-        self.stopped.store(true, std::sync::atomic::Ordering::Release);
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Release);
         self.clear_node(self.node).await?;
         let _: Value = self.client.del(self.keys.node_alive(self.node)).await?;
-        let _: Value = self.client.srem(self.keys.nodes(), self.node.to_string()).await?;
+        let _: Value = self
+            .client
+            .srem(self.keys.nodes(), self.node.to_string())
+            .await?;
         Ok(())
     }
 
@@ -297,7 +386,13 @@ impl Members {
     async fn heartbeat(&self, token: &str) -> Result<bool> {
         let old: Option<String> = self
             .client
-            .set(self.keys.node_alive(self.node), token, Some(Expiration::PX(ALIVE_TTL_MS)), None, true)
+            .set(
+                self.keys.node_alive(self.node),
+                token,
+                Some(Expiration::PX(ALIVE_TTL_MS)),
+                None,
+                true,
+            )
             .await?;
         Ok(old.is_none())
     }
@@ -305,12 +400,19 @@ impl Members {
     /// Removes the keys of nodes whose heartbeat stopped.
     async fn sweep(&self) -> Result<()> {
         let ids: Vec<String> = self.client.smembers(self.keys.nodes()).await?;
-        for id in ids.iter().filter_map(|s| s.parse::<u64>().ok()).filter(|&n| n != self.node) {
+        for id in ids
+            .iter()
+            .filter_map(|s| s.parse::<u64>().ok())
+            .filter(|&n| n != self.node)
+        {
             let n: u64 = self.client.exists(self.keys.node_alive(id)).await?;
             if n == 0 {
                 self.clear_node(id).await?;
                 let _: Value = self.client.srem(self.keys.nodes(), id.to_string()).await?;
-                tracing::info!(node = id, "swept the membership of a node whose heartbeat stopped");
+                tracing::info!(
+                    node = id,
+                    "swept the membership of a node whose heartbeat stopped"
+                );
             }
         }
         Ok(())
@@ -386,7 +488,9 @@ fn dec(map: &mut HashMap<String, u32>, key: &str) {
 }
 
 fn decode_recovery(mut b: &[u8]) -> Option<RecoveredSocket> {
-    let Mp::Array(items) = rmpv::decode::read_value(&mut b).ok()? else { return None };
+    let Mp::Array(items) = rmpv::decode::read_value(&mut b).ok()? else {
+        return None;
+    };
     let [sid, user, session, rooms] = <[Mp; 4]>::try_from(items).ok()?;
     Some(RecoveredSocket {
         sid: sid.as_str()?.to_owned(),

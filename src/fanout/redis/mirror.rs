@@ -32,7 +32,10 @@ pub struct Snapshot {
 
 enum Room {
     /// A snapshot is being read; deliveries heard meanwhile wait here.
-    Loading { buffered: Vec<Delivery>, since: Instant },
+    Loading {
+        buffered: Vec<Delivery>,
+        since: Instant,
+    },
     Ready {
         epoch: String,
         last_offset: u64,
@@ -146,7 +149,11 @@ impl Mirror {
             epoch: epoch.clone(),
             last_offset: *last_offset,
             first_retained: events.front().map(|e| e.offset),
-            events: events.iter().filter(|e| e.offset > after).cloned().collect(),
+            events: events
+                .iter()
+                .filter(|e| e.offset > after)
+                .cloned()
+                .collect(),
         })
     }
 
@@ -188,12 +195,19 @@ impl Mirror {
 
     /// Forgets every loaded room (after deliveries may have been missed).
     pub fn clear(&self) {
-        self.rooms.lock().retain(|_, r| matches!(r, Room::Loading { .. }));
+        self.rooms
+            .lock()
+            .retain(|_, r| matches!(r, Room::Loading { .. }));
     }
 
     /// How many rooms are loaded.
     pub fn len(&self) -> usize {
         self.rooms.lock().len()
+    }
+
+    /// Whether no room is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.rooms.lock().is_empty()
     }
 }
 
@@ -238,12 +252,16 @@ fn apply(r: &mut Room, d: &Delivery, size: usize) {
 
 fn trim(events: &mut VecDeque<StoredEvent>, now: u64, retention: &Retention) {
     let ttl = u64::try_from(retention.history_ttl.as_millis()).unwrap_or(u64::MAX);
-    while events.front().is_some_and(|e| now.saturating_sub(e.ts_ms) > ttl) {
+    while events
+        .front()
+        .is_some_and(|e| now.saturating_sub(e.ts_ms) > ttl)
+    {
         events.pop_front();
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::fanout::Payload;
@@ -319,7 +337,10 @@ mod tests {
         x.epoch = "F".into();
         m.on_delivery(&x);
         let h = m.history("r", 0, 1000).unwrap();
-        assert_eq!((h.epoch.as_str(), h.events.len(), h.last_offset), ("F", 1, 1));
+        assert_eq!(
+            (h.epoch.as_str(), h.events.len(), h.last_offset),
+            ("F", 1, 1)
+        );
         assert!(m.history("r", 0, 1000 + 61_000).unwrap().events.is_empty());
         assert_eq!(m.evict(Duration::ZERO, |_| false), 1);
     }

@@ -135,7 +135,13 @@ impl RedisFanout {
         let _: Value = self
             .conn
             .client
-            .set(self.keys.epoch(), self.epoch_candidate.as_str(), None, Some(fred::types::SetOptions::NX), false)
+            .set(
+                self.keys.epoch(),
+                self.epoch_candidate.as_str(),
+                None,
+                Some(fred::types::SetOptions::NX),
+                false,
+            )
             .await?;
         let e: Option<String> = self.conn.client.get(self.keys.epoch()).await?;
         if let Some(e) = e {
@@ -196,7 +202,9 @@ impl RedisFanout {
                     return Ok(());
                 }
             }
-            return Err(FanoutError::Internal(format!("loading room {room} timed out")));
+            return Err(FanoutError::Internal(format!(
+                "loading room {room} timed out"
+            )));
         }
         if !self.conn.commands_up() {
             self.mirror.abort_load(room);
@@ -261,7 +269,8 @@ impl Fanout for RedisFanout {
             keys: &self.keys,
             epoch_candidate: &self.epoch_candidate,
             history_size: self.retention.history_size,
-            history_ttl_ms: u64::try_from(self.retention.history_ttl.as_millis()).unwrap_or(u64::MAX),
+            history_ttl_ms: u64::try_from(self.retention.history_ttl.as_millis())
+                .unwrap_or(u64::MAX),
             adapter,
         };
         match self
@@ -300,11 +309,18 @@ impl Fanout for RedisFanout {
         if !self.conn.commands_up() {
             return Err(self.unreachable());
         }
-        let ttl = i64::try_from(expires_at_ms.saturating_sub(now_unix_ms()).max(1)).unwrap_or(i64::MAX);
+        let ttl =
+            i64::try_from(expires_at_ms.saturating_sub(now_unix_ms()).max(1)).unwrap_or(i64::MAX);
         let value = format!("{expires_at_ms}:{user_id}");
         self.conn
             .client
-            .set::<Value, _, _>(self.keys.session(session_id), value, Some(Expiration::PX(ttl)), None, false)
+            .set::<Value, _, _>(
+                self.keys.session(session_id),
+                value,
+                Some(Expiration::PX(ttl)),
+                None,
+                false,
+            )
             .await
             .map_err(|e| self.fail("session create", e))?;
         Ok(())
@@ -382,21 +398,30 @@ impl Fanout for RedisFanout {
         if !self.conn.commands_up() {
             return Err(self.unreachable());
         }
-        self.members.recover(pid).await.map_err(|e| self.fail("recovery", e))
+        self.members
+            .recover(pid)
+            .await
+            .map_err(|e| self.fail("recovery", e))
     }
 
     async fn presence(&self, user_id: &str) -> Result<Presence, FanoutError> {
         if !self.conn.commands_up() {
             return Err(self.unreachable());
         }
-        self.members.presence(user_id).await.map_err(|e| self.fail("presence", e))
+        self.members
+            .presence(user_id)
+            .await
+            .map_err(|e| self.fail("presence", e))
     }
 
     async fn counts(&self) -> Result<ClusterCounts, FanoutError> {
         if !self.conn.commands_up() {
             return Err(self.unreachable());
         }
-        self.members.counts().await.map_err(|e| self.fail("stats", e))
+        self.members
+            .counts()
+            .await
+            .map_err(|e| self.fail("stats", e))
     }
 
     fn health(&self) -> BackendHealth {

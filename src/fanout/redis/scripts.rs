@@ -90,7 +90,12 @@ impl Lua {
         }
     }
 
-    async fn call(&self, client: &Client, keys: Vec<String>, args: Vec<Value>) -> Result<Value, ScriptError> {
+    async fn call(
+        &self,
+        client: &Client,
+        keys: Vec<String>,
+        args: Vec<Value>,
+    ) -> Result<Value, ScriptError> {
         for _ in 0..2 {
             let sha = self.sha.lock().clone();
             let sha = match sha {
@@ -101,7 +106,10 @@ impl Lua {
                     s
                 }
             };
-            match client.evalsha::<Value, _, _, _>(sha, keys.clone(), args.clone()).await {
+            match client
+                .evalsha::<Value, _, _, _>(sha, keys.clone(), args.clone())
+                .await
+            {
                 Err(e) if e.details().starts_with("NOSCRIPT") => *self.sha.lock() = None,
                 other => return Ok(other?),
             }
@@ -184,7 +192,9 @@ impl Scripts {
             let keys = vec![a.keys.epoch(), a.keys.room_offset(room)];
             self.volatile.call(client, keys, args).await?
         };
-        let Value::Array(items) = reply else { return Err(ScriptError::Reply("not an array")) };
+        let Value::Array(items) = reply else {
+            return Err(ScriptError::Reply("not an array"));
+        };
         let [offset, index, ts, epoch] =
             <[Value; 4]>::try_from(items).map_err(|_| ScriptError::Reply("expected 4 items"))?;
         Ok(Assigned {
@@ -207,11 +217,17 @@ impl Scripts {
             .load
             .call(
                 client,
-                vec![keys.epoch(), keys.room_offset(room), keys.room_history(room)],
+                vec![
+                    keys.epoch(),
+                    keys.room_offset(room),
+                    keys.room_history(room),
+                ],
                 vec![epoch_candidate.into()],
             )
             .await?;
-        let Value::Array(items) = reply else { return Err(ScriptError::Reply("not an array")) };
+        let Value::Array(items) = reply else {
+            return Err(ScriptError::Reply("not an array"));
+        };
         let [epoch, offset, entries] =
             <[Value; 3]>::try_from(items).map_err(|_| ScriptError::Reply("expected 3 items"))?;
         Ok(Snapshot {
@@ -224,11 +240,15 @@ impl Scripts {
 
 /// Parses `XRANGE` entries written by the durable script (skipping any that are not).
 pub fn parse_entries(v: Value) -> Vec<StoredEvent> {
-    let Value::Array(entries) = v else { return Vec::new() };
+    let Value::Array(entries) = v else {
+        return Vec::new();
+    };
     let mut out = Vec::with_capacity(entries.len());
     for entry in entries {
         let Value::Array(parts) = entry else { continue };
-        let Some(Value::Array(fields)) = parts.into_iter().nth(1) else { continue };
+        let Some(Value::Array(fields)) = parts.into_iter().nth(1) else {
+            continue;
+        };
         let (mut offset, mut index, mut ts, mut body) = (None, None, None, None);
         let mut it = fields.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {

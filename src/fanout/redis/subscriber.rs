@@ -146,7 +146,9 @@ fn handle(s: &Shared, m: &Message) {
                 session_id,
                 user_id,
             }) => sink.session_revoked(&session_id, &user_id),
-            Err(e) => tracing::warn!(channel, error = %e, "malformed message on the events channel"),
+            Err(e) => {
+                tracing::warn!(channel, error = %e, "malformed message on the events channel")
+            }
         }
     } else if channel.starts_with(ADAPTER_CHANNEL) {
         match interop::decode(channel, bytes) {

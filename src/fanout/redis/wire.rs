@@ -60,14 +60,18 @@ pub fn encode_body(room: &str, event: &str, payload: &Payload) -> Vec<u8> {
 /// Decodes a body.
 pub fn decode_body(mut b: &[u8]) -> Result<Body, WireError> {
     let v = rmpv::decode::read_value(&mut b).map_err(|_| WireError::Body("not msgpack"))?;
-    let Value::Array(items) = v else { return Err(WireError::Body("not an array")) };
-    let [room, event, data, atts] = <[Value; 4]>::try_from(items)
-        .map_err(|_| WireError::Body("expected 4 elements"))?;
+    let Value::Array(items) = v else {
+        return Err(WireError::Body("not an array"));
+    };
+    let [room, event, data, atts] =
+        <[Value; 4]>::try_from(items).map_err(|_| WireError::Body("expected 4 elements"))?;
     let text = |v: Value, what: &'static str| match v {
         Value::String(s) => s.into_str().ok_or(WireError::Body(what)),
         _ => Err(WireError::Body(what)),
     };
-    let Value::Array(atts) = atts else { return Err(WireError::Body("attachments")) };
+    let Value::Array(atts) = atts else {
+        return Err(WireError::Body("attachments"));
+    };
     let attachments = atts
         .into_iter()
         .map(|a| match a {
@@ -104,7 +108,8 @@ pub fn decode(msg: &[u8]) -> Result<ClusterMsg, WireError> {
                 .iter()
                 .position(|&c| c == b'\n')
                 .ok_or(WireError::Header("no newline"))?;
-            let header = std::str::from_utf8(&rest[..nl]).map_err(|_| WireError::Header("utf-8"))?;
+            let header =
+                std::str::from_utf8(&rest[..nl]).map_err(|_| WireError::Header("utf-8"))?;
             let mut parts = header.split(' ');
             let mut num = |what| {
                 parts
@@ -155,6 +160,7 @@ pub(crate) fn write(v: &Value) -> Vec<u8> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
@@ -167,16 +173,27 @@ mod tests {
         let body = encode_body("user:1", "trade:executed", &p);
         let mut msg = b"D7 42 1700000000000 ep0ch\n".to_vec();
         msg.extend(&body);
-        let ClusterMsg::Delivery(d) = decode(&msg).unwrap() else { panic!("not a delivery") };
-        assert_eq!((d.room.as_str(), d.event.as_str()), ("user:1", "trade:executed"));
-        assert_eq!((d.offset, d.index, d.ts_ms, d.durable), (7, 42, 1_700_000_000_000, true));
+        let ClusterMsg::Delivery(d) = decode(&msg).unwrap() else {
+            panic!("not a delivery")
+        };
+        assert_eq!(
+            (d.room.as_str(), d.event.as_str()),
+            ("user:1", "trade:executed")
+        );
+        assert_eq!(
+            (d.offset, d.index, d.ts_ms, d.durable),
+            (7, 42, 1_700_000_000_000, true)
+        );
         assert_eq!(d.epoch, "ep0ch");
         assert_eq!(d.payload, p);
     }
 
     #[test]
     fn revoked_roundtrip_and_garbage() {
-        let ClusterMsg::Revoked { session_id, user_id } = decode(&encode_revoked("s", "u")).unwrap()
+        let ClusterMsg::Revoked {
+            session_id,
+            user_id,
+        } = decode(&encode_revoked("s", "u")).unwrap()
         else {
             panic!("not a revocation")
         };

@@ -1,0 +1,480 @@
+//! The throw-away cluster: node processes spawned from the raftcast binary on free loopback
+//! ports with data dirs in a temp dir, and what the harness does to them — SIGKILL and
+//! restart, SIGSTOP/SIGCONT, fault-switch calls, status, readiness and history reads.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::process::{Child, Command};
+
+use super::error::ChaosError;
+
+/// What the load and the clients may know of the cluster: ports, and which nodes are up
+/// (not killed, not frozen). Partitioned nodes count as up: the harness plays a load
+/// balancer that only sees processes.
+#[derive(Debug)]
+pub struct View {
+    /// `(node id, public port)` per node.
+    pub nodes: Vec<(u64, u16)>,
+    up: Vec<AtomicBool>,
+}
+
+impl View {
+    /// Whether node `i` (index) is up.
+    pub fn is_up(&self, i: usize) -> bool {
+        self.up.get(i).is_some_and(|u| u.load(Ordering::Relaxed))
+    }
+
+    fn set_up(&self, i: usize, v: bool) {
+        if let Some(u) = self.up.get(i) {
+            u.store(v, Ordering::Relaxed);
+        }
+    }
+
+    /// Indexes of the nodes that are up, starting the rotation at `from`.
+    pub fn up_from(&self, from: usize) -> Vec<usize> {
+        let n = self.nodes.len();
+        (0..n).map(|k| (from + k) % n).filter(|i| self.is_up(*i)).collect()
+    }
+}
+
+struct Node {
+    id: u64,
+    port: u16,
+    peer_port: u16,
+    data_dir: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+/// The cluster's processes.
+pub struct Cluster {
+    binary: PathBuf,
+    pub dir: PathBuf,
+    pub api_key: String,
+    secret: String,
+    peers: String,
+    nodes: Vec<Node>,
+    pub view: Arc<View>,
+    pub http: reqwest::Client,
+}
+
+fn free_port() -> Result<u16, ChaosError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| ChaosError::io("127.0.0.1:0", e))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| ChaosError::io("127.0.0.1:0", e))
+}
+
+/// A fresh temp dir for one run.
+fn make_dir(seed: u64) -> Result<PathBuf, ChaosError> {
+    let dir = std::env::temp_dir().join(format!(
+        "raftcast-chaos-{}-{seed}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| ChaosError::io(&dir, e))?;
+    Ok(dir)
+}
+
+impl Cluster {
+    /// Lays out `n` nodes (ports, dirs); starts nothing.
+    pub fn new(binary: PathBuf, n: usize, seed: u64) -> Result<Cluster, ChaosError> {
+        let dir = make_dir(seed)?;
+        let mut nodes = Vec::with_capacity(n);
+        let mut taken = Vec::new();
+        for i in 0..n {
+            let id = i as u64 + 1;
+            let mut pick = || -> Result<u16, ChaosError> {
+                for _ in 0..50 {
+                    let p = free_port()?;
+                    if !taken.contains(&p) {
+                        taken.push(p);
+                        return Ok(p);
+                    }
+                }
+                Err(ChaosError::Args("no free loopback port".into()))
+            };
+            let port = pick()?;
+            let peer_port = pick()?;
+            nodes.push(Node {
+                id,
+                port,
+                peer_port,
+                data_dir: dir.join(format!("node{id}")),
+                log: dir.join(format!("node{id}.log")),
+                child: None,
+                paused: false,
+            });
+        }
+        let peers = nodes
+            .iter()
+            .map(|n| format!("{}=127.0.0.1:{}", n.id, n.peer_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let view = Arc::new(View {
+            nodes: nodes.iter().map(|n| (n.id, n.port)).collect(),
+            up: nodes.iter().map(|_| AtomicBool::new(false)).collect(),
+        });
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_millis(500))
+            .timeout(Duration::from_secs(5))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| ChaosError::http("client", e))?;
+        Ok(Cluster {
+            binary,
+            api_key: format!("chaos-key-{seed}-{}", std::process::id()),
+            secret: format!("chaos-secret-{seed}-{}", std::process::id()),
+            dir,
+            peers,
+            nodes,
+            view,
+            http,
+        })
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the cluster has no node.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node id of index `i`.
+    pub fn id(&self, i: usize) -> u64 {
+        self.nodes.get(i).map(|n| n.id).unwrap_or(0)
+    }
+
+    /// Index of node `id`.
+    pub fn index_of(&self, id: u64) -> Option<usize> {
+        self.nodes.iter().position(|n| n.id == id)
+    }
+
+    /// Base URL of node `i`.
+    pub fn url(&self, i: usize) -> String {
+        format!("http://127.0.0.1:{}", self.nodes.get(i).map(|n| n.port).unwrap_or(0))
+    }
+
+    /// Starts (or restarts) node `i`'s process; does not wait for it to be ready.
+    pub fn spawn(&mut self, i: usize) -> Result<(), ChaosError> {
+        let peers = self.peers.clone();
+        let (binary, api_key, secret) = (self.binary.clone(), self.api_key.clone(), self.secret.clone());
+        let node = self
+            .nodes
+            .get_mut(i)
+            .ok_or_else(|| ChaosError::Args(format!("no node index {i}")))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .map_err(|e| ChaosError::io(&node.log, e))?;
+        let log2 = log.try_clone().map_err(|e| ChaosError::io(&node.log, e))?;
+        let mut cmd = Command::new(&binary);
+        cmd.args(["--node-id", &node.id.to_string()])
+            .args(["--host", "127.0.0.1"])
+            .args(["--port", &node.port.to_string()])
+            .args(["--peer-port", &node.peer_port.to_string()])
+            .args(["--peers", &peers])
+            .args(["--backend", "raft"])
+            .args(["--cluster-secret", &secret])
+            .args(["--api-key", &api_key])
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .arg("--fault-injection")
+            .args(["--ping-interval-ms", "1000", "--ping-timeout-ms", "2000"])
+            .args(["--history-size", "10000000", "--history-ttl", "24h"])
+            .args(["--subscribe-rate", "100", "--event-rate", "1000"])
+            .args(["--shutdown-timeout", "2s", "--log-level", "warn"])
+            .env_remove("REDIS_URL")
+            .env_remove("RAFTCAST_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(log2))
+            .kill_on_drop(true);
+        let child = cmd.spawn().map_err(|e| ChaosError::Node {
+            node: node.id,
+            message: format!("cannot start {}: {e}", binary.display()),
+        })?;
+        node.child = Some(child);
+        node.paused = false;
+        Ok(())
+    }
+
+    /// Marks node `i` as serving once its `/readyz` answers 200 (bounded by `limit`).
+    pub async fn wait_ready(&self, i: usize, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let url = format!("{}/readyz", self.url(i));
+        while Instant::now() < deadline {
+            if let Ok(r) = self.http.get(&url).timeout(Duration::from_secs(1)).send().await {
+                if r.status().as_u16() == 200 {
+                    self.view.set_up(i, true);
+                    return true;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    /// A task that marks node `i` up once ready (used after a restart).
+    pub fn watch_ready(&self, i: usize, limit: Duration) -> tokio::task::JoinHandle<bool> {
+        let (http, view) = (self.http.clone(), self.view.clone());
+        let url = format!("{}/readyz", self.url(i));
+        tokio::spawn(async move {
+            let deadline = Instant::now() + limit;
+            while Instant::now() < deadline {
+                if let Ok(r) = http.get(&url).timeout(Duration::from_secs(1)).send().await {
+                    if r.status().as_u16() == 200 {
+                        view.set_up(i, true);
+                        return true;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        })
+    }
+
+    /// SIGKILL node `i` and reap it.
+    pub async fn kill(&mut self, i: usize) -> Result<(), ChaosError> {
+        self.view.set_up(i, false);
+        let node = self
+            .nodes
+            .get_mut(i)
+            .ok_or_else(|| ChaosError::Args(format!("no node index {i}")))?;
+        if let Some(mut child) = node.child.take() {
+            child.start_kill().map_err(|e| ChaosError::Node {
+                node: node.id,
+                message: format!("SIGKILL: {e}"),
+            })?;
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        }
+        node.paused = false;
+        Ok(())
+    }
+
+    /// Sends SIGSTOP (`stop`) or SIGCONT to node `i` through `kill(1)` (no unsafe code).
+    pub async fn signal_pause(&mut self, i: usize, stop: bool) -> Result<(), ChaosError> {
+        if stop {
+            self.view.set_up(i, false);
+        }
+        let node = self
+            .nodes
+            .get_mut(i)
+            .ok_or_else(|| ChaosError::Args(format!("no node index {i}")))?;
+        let pid = node.child.as_ref().and_then(Child::id).ok_or_else(|| ChaosError::Node {
+            node: node.id,
+            message: "not running".into(),
+        })?;
+        let sig = if stop { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .await
+            .map_err(|e| ChaosError::Node {
+                node: node.id,
+                message: format!("kill {sig}: {e}"),
+            })?;
+        if !status.success() {
+            return Err(ChaosError::Node {
+                node: node.id,
+                message: format!("kill {sig} {pid} failed"),
+            });
+        }
+        node.paused = stop;
+        if !stop {
+            self.view.set_up(i, true);
+        }
+        Ok(())
+    }
+
+    /// Whether node `i` has a live (possibly frozen) process.
+    pub fn running(&self, i: usize) -> bool {
+        self.nodes.get(i).is_some_and(|n| n.child.is_some())
+    }
+
+    /// Whether node `i` is frozen.
+    pub fn paused(&self, i: usize) -> bool {
+        self.nodes.get(i).is_some_and(|n| n.paused)
+    }
+
+    /// `GET /cluster/status` of node `i`.
+    pub async fn status(&self, i: usize) -> Option<Value> {
+        let r = self
+            .http
+            .get(format!("{}/cluster/status", self.url(i)))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await
+            .ok()?;
+        r.json::<Value>().await.ok()
+    }
+
+    /// The leader's index, as the most up nodes report it (None when they disagree or none).
+    pub async fn leader(&self) -> Option<usize> {
+        let mut votes: Vec<(u64, usize)> = Vec::new();
+        for i in self.view.up_from(0) {
+            if let Some(l) = self.status(i).await.and_then(|s| s["leaderId"].as_u64()) {
+                match votes.iter_mut().find(|(id, _)| *id == l) {
+                    Some(v) => v.1 += 1,
+                    None => votes.push((l, 1)),
+                }
+            }
+        }
+        votes.sort_by_key(|v| std::cmp::Reverse(v.1));
+        votes.first().and_then(|(id, _)| self.index_of(*id))
+    }
+
+    /// `POST /cluster/fault` on node `i`.
+    pub async fn fault(&self, i: usize, action: &str, peer: Option<u64>, delay_ms: Option<u64>) -> Result<(), ChaosError> {
+        let body = json!({ "action": action, "peer": peer, "delayMs": delay_ms });
+        let r = self
+            .http
+            .post(format!("{}/cluster/fault", self.url(i)))
+            .bearer_auth(&self.api_key)
+            .json(&body)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .map_err(|e| ChaosError::http(format!("fault {action} on node {}", self.id(i)), e))?;
+        if r.status().as_u16() != 200 {
+            return Err(ChaosError::http(
+                format!("fault {action} on node {}", self.id(i)),
+                format!("status {}", r.status()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `POST /api/sessions` through any up node.
+    pub async fn create_session(&self, user: &str) -> Result<String, ChaosError> {
+        let mut last = String::from("no node up");
+        for i in self.view.up_from(0) {
+            let r = self
+                .http
+                .post(format!("{}/api/sessions", self.url(i)))
+                .bearer_auth(&self.api_key)
+                .json(&json!({ "userId": user, "ttlSeconds": 86_400 }))
+                .send()
+                .await;
+            match r {
+                Ok(r) if r.status().as_u16() == 201 => {
+                    let v: Value = r.json().await.map_err(|e| ChaosError::http("session", e))?;
+                    if let Some(s) = v["sessionId"].as_str() {
+                        return Ok(s.to_owned());
+                    }
+                    last = format!("no sessionId in {v}");
+                }
+                Ok(r) => last = format!("status {}", r.status()),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(ChaosError::http(format!("session for {user}"), last))
+    }
+
+    /// A room's whole retained history on node `i`: `(epoch, [(offset, event, seq)])`.
+    pub async fn history(&self, i: usize, room: &str) -> Result<(String, Vec<(u64, String, Option<u64>)>), ChaosError> {
+        let what = format!("history of {room} on node {}", self.id(i));
+        let r = self
+            .http
+            .get(format!("{}/api/rooms/{room}/history?since=0", self.url(i)))
+            .bearer_auth(&self.api_key)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| ChaosError::http(&what, e))?;
+        if r.status().as_u16() != 200 {
+            return Err(ChaosError::http(&what, format!("status {}", r.status())));
+        }
+        let v: Value = r.json().await.map_err(|e| ChaosError::http(&what, e))?;
+        let epoch = v["epoch"].as_str().unwrap_or_default().to_owned();
+        let events = v["events"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|e| {
+                        (
+                            e["offset"].as_u64().unwrap_or(0),
+                            e["event"].as_str().unwrap_or_default().to_owned(),
+                            e["data"]["seq"].as_u64(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((epoch, events))
+    }
+
+    /// A room's last offset on node `i` (cheap: history after a high offset).
+    pub async fn last_offset(&self, i: usize, room: &str) -> Option<u64> {
+        let r = self
+            .http
+            .get(format!("{}/api/rooms/{room}/history?since={}", self.url(i), u64::MAX / 2))
+            .bearer_auth(&self.api_key)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        let v: Value = r.json().await.ok()?;
+        v["offset"].as_u64()
+    }
+
+    /// Resumes frozen nodes, restarts dead ones, heals every fault switch.
+    pub async fn restore_all(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for i in 0..self.len() {
+            if self.paused(i) {
+                if let Err(e) = self.signal_pause(i, false).await {
+                    problems.push(e.to_string());
+                }
+            }
+            if !self.running(i) {
+                if let Err(e) = self.spawn(i) {
+                    problems.push(e.to_string());
+                }
+            }
+        }
+        for i in 0..self.len() {
+            if !self.view.is_up(i) && !self.wait_ready(i, Duration::from_secs(30)).await {
+                problems.push(format!("node {} not ready after restore", self.id(i)));
+            }
+            if let Err(e) = self.fault(i, "heal_all", None, None).await {
+                problems.push(e.to_string());
+            }
+        }
+        problems
+    }
+
+    /// Stops every process (SIGCONT first for frozen ones, then SIGKILL).
+    pub async fn stop_all(&mut self) {
+        for i in 0..self.len() {
+            if self.paused(i) {
+                let _ = self.signal_pause(i, false).await;
+            }
+            let _ = self.kill(i).await;
+        }
+    }
+
+    /// Removes the temp dir.
+    pub fn remove_dir(&self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+
+    /// Path of node `i`'s log file.
+    pub fn log_path(&self, i: usize) -> Option<&Path> {
+        self.nodes.get(i).map(|n| n.log.as_path())
+    }
+}

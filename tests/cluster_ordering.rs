@@ -1,0 +1,134 @@
+//! ISSUE 4, test 1: one order across nodes. A client on node 2 receives durable events
+//! emitted through nodes 1 and 3 with gapless offsets in emit order; presence and stats
+//! are cluster-wide.
+
+mod cluster_common;
+
+use std::time::Duration;
+
+use cluster_common::{durable_parts, poll, Cluster, Sio};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_through_two_nodes_arrive_in_one_order_on_a_third() {
+    let c = Cluster::start("order", 3, &[]).await;
+    let user = "alice";
+    let session = c.session(1, user).await;
+    let mut on2 = Sio::login(c.node(2).addr(), &json!({ "sessionId": session }))
+        .await
+        .expect("client on node 2");
+    assert_eq!(on2.connected["nodeId"], json!(2), "{}", on2.connected);
+    // A second client of the same user on node 1: both must see the same sequence.
+    let mut on1 = Sio::login(c.node(1).addr(), &json!({ "sessionId": session }))
+        .await
+        .expect("client on node 1");
+
+    // Sequential emits alternating nodes 1 and 3: offsets follow emit order.
+    const N: u64 = 20;
+    for i in 1..=N {
+        let via = if i % 2 == 1 { 1 } else { 3 };
+        let a = c.emit_ok(via, user, i).await;
+        assert_eq!(a["offset"], json!(i), "emit {i} through {via}: {a}");
+    }
+    // Concurrent emits through nodes 1 and 3: any order, but one order everywhere, and the
+    // offsets the API answered are the ones delivered with each data.
+    const M: u64 = 10;
+    let answers = futures_util::future::join_all((N + 1..=N + M).map(|i| {
+        let c = &c;
+        async move {
+            let via = if i % 2 == 1 { 1 } else { 3 };
+            (i, c.emit_ok(via, user, i).await)
+        }
+    }))
+    .await;
+
+    let total = (N + M) as usize;
+    let got2 = on2
+        .collect("trade:executed", total, Duration::from_secs(10))
+        .await;
+    let got1 = on1
+        .collect("trade:executed", total, Duration::from_secs(10))
+        .await;
+    assert_eq!(got2.len(), total, "node 2 client got {got2:?}");
+    assert_eq!(got1.len(), total, "node 1 client got {got1:?}");
+    let seq2: Vec<_> = got2.iter().map(|a| durable_parts(a)).collect();
+    let seq1: Vec<_> = got1.iter().map(|a| durable_parts(a)).collect();
+    let offsets: Vec<u64> = seq2.iter().map(|p| p.1).collect();
+    assert_eq!(
+        offsets,
+        (1..=N + M).collect::<Vec<_>>(),
+        "offsets not gapless 1..{}",
+        N + M
+    );
+    let data: Vec<u64> = seq2.iter().take(N as usize).map(|p| p.0).collect();
+    assert_eq!(data, (1..=N).collect::<Vec<_>>(), "data not in emit order");
+    let epoch = &seq2[0].2;
+    assert!(!epoch.is_empty(), "empty epoch");
+    assert!(seq2.iter().all(|p| &p.2 == epoch), "epochs differ: {seq2:?}");
+    assert!(
+        seq2.iter().all(|p| !p.3.is_empty()),
+        "a durable event without its trailing offset string: {got2:?}"
+    );
+    let pairs = |s: &[(u64, u64, String, String)]| -> Vec<(u64, u64)> {
+        s.iter().map(|p| (p.0, p.1)).collect()
+    };
+    assert_eq!(
+        pairs(&seq1),
+        pairs(&seq2),
+        "clients on nodes 1 and 2 saw different orders"
+    );
+    for (i, a) in &answers {
+        let off = a["offset"].as_u64().expect("offset");
+        assert!(
+            seq2.iter().any(|p| p.0 == *i && p.1 == off),
+            "emit {i} answered offset {off} but was delivered otherwise: {seq2:?}"
+        );
+    }
+    // Nothing more (no duplicates).
+    let extra = on2.collect("trade:executed", 1, Duration::from_millis(300)).await;
+    assert!(extra.is_empty(), "duplicate deliveries: {extra:?}");
+
+    // Presence from node 3: online, on nodes 1 and 2 (both clients).
+    let presence = poll(Duration::from_secs(5), || async {
+        let (st, v) = c.get(3, &format!("/api/presence/{user}")).await.ok()?;
+        (st == 200 && v["online"] == json!(true) && v["nodes"] == json!([1, 2])).then_some(v)
+    })
+    .await;
+    assert!(
+        presence.is_some(),
+        "presence from node 3 never showed nodes [1, 2]: {:?}",
+        c.get(3, &format!("/api/presence/{user}")).await
+    );
+    // Close the node 1 client: presence narrows to node 2 alone.
+    drop(on1);
+    let presence = poll(Duration::from_secs(5), || async {
+        let (st, v) = c.get(3, &format!("/api/presence/{user}")).await.ok()?;
+        (st == 200 && v["online"] == json!(true) && v["nodes"] == json!([2])).then_some(v)
+    })
+    .await;
+    assert!(
+        presence.is_some(),
+        "presence from node 3 never showed nodes [2]: {:?}",
+        c.get(3, &format!("/api/presence/{user}")).await
+    );
+    let p = presence.unwrap_or_default();
+    assert_eq!(p["sockets"][0]["socketId"], json!(on2.sid), "{p}");
+
+    // Stats on node 1 count node 2's connection.
+    let stats = poll(Duration::from_secs(5), || async {
+        let (st, v) = c.get(1, "/api/stats").await.ok()?;
+        let node2 = v["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["nodeId"] == json!(2))?
+            .clone();
+        (st == 200 && v["totalConnections"] == json!(1) && node2["totalConnections"] == json!(1))
+            .then_some(v)
+    })
+    .await;
+    assert!(
+        stats.is_some(),
+        "stats on node 1 never counted node 2's connection: {:?}",
+        c.get(1, "/api/stats").await
+    );
+}
