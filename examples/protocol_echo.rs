@@ -10,7 +10,8 @@
 //! is acknowledged with its own arguments (binary attachments included).
 //!
 //! The server answers on `/socket.io/` (Socket.IO suite) and on `/engine.io/` (Engine.IO
-//! suite; same server, so the engine-level cases run against our Engine.IO layer).
+//! suite: the same layer as a plain Engine.IO server, every message echoed through
+//! [`Io::set_message_hook`]).
 //!
 //! Run (the suites stay outside this repository; see docs/protocol-conformance.md):
 //!
@@ -22,9 +23,7 @@
 //!
 //! The port is the first argument, else `$PORT`, else 3000 (the suites use 3000).
 //!
-//! Expected: the Socket.IO suite passes entirely; in the Engine.IO suite the 8 cases that
-//! need a plain Engine.IO echo server (`4hello` echoed back) fail, since our layer reads
-//! every message as a Socket.IO packet and has no raw Engine.IO message hook.
+//! Expected: both suites pass entirely.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +34,8 @@ use axum::routing::any;
 use axum::Router;
 use raftcast::http::serve::{serve, ServeLimits};
 use raftcast::socketio::{
-    Accept, BoxFuture, ConnectRequest, Event, Handler, Io, IoConfig, Refusal, Socket,
+    Accept, BoxFuture, ConnectRequest, EngineMessage, Event, Frame, Handler, Io, IoConfig, Refusal,
+    Socket,
 };
 use serde_json::Value;
 
@@ -133,15 +133,34 @@ async fn main() -> std::io::Result<()> {
         false,
     );
 
+    // The Engine.IO suite expects a plain Engine.IO server that echoes every message.
+    let engine = Io::new(IoConfig {
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(200),
+        max_payload: 1_000_000,
+        ..IoConfig::default()
+    });
+    engine.set_message_hook(Arc::new(|conn, msg| {
+        let frame = match msg {
+            EngineMessage::Text(t) => Frame::text(format!("4{t}")),
+            EngineMessage::Binary(b) => Frame::Binary(b),
+        };
+        conn.push_one(frame);
+    }));
+
     let handle = move |ConnectInfo(remote): ConnectInfo<SocketAddr>, req: Request| {
         let io = io.clone();
         async move { io.handle(req, remote).await }
     };
+    let handle_engine = move |ConnectInfo(remote): ConnectInfo<SocketAddr>, req: Request| {
+        let io = engine.clone();
+        async move { io.handle(req, remote).await }
+    };
     let router = Router::new()
         .route("/socket.io", any(handle.clone()))
-        .route("/socket.io/", any(handle.clone()))
-        .route("/engine.io", any(handle.clone()))
-        .route("/engine.io/", any(handle));
+        .route("/socket.io/", any(handle))
+        .route("/engine.io", any(handle_engine.clone()))
+        .route("/engine.io/", any(handle_engine));
 
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", port())).await?;
     eprintln!(

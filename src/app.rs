@@ -112,7 +112,11 @@ impl Server {
 
     /// Serves until `shutdown` resolves, then shuts down gracefully within the configured
     /// shutdown timeout.
-    pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServerError> {
         let state = self.state;
         let local = listener.local_addr()?;
         tracing::info!(addr = %local, node_id = state.config.node_id, backend = state.gateway.fanout().name(), "raftcast listening");
@@ -123,7 +127,13 @@ impl Server {
             max_per_ip: state.config.max_connections_per_ip,
             header_timeout: Duration::from_secs(10),
         };
-        serve(listener, crate::http::router(state.clone()), limits, shutdown).await;
+        serve(
+            listener,
+            crate::http::router(state.clone()),
+            limits,
+            shutdown,
+        )
+        .await;
 
         let deadline = tokio::time::Instant::now() + state.config.shutdown_timeout;
         tracing::info!("shutting down: no new connections; notifying clients");
@@ -133,7 +143,9 @@ impl Server {
             let frames = crate::socketio::encode::event(
                 "/",
                 "server:shutdown",
-                &[json!({ "reason": "server shutting down", "reconnectAfterMs": reconnect_after_ms })],
+                &[
+                    json!({ "reason": "server shutting down", "reconnectAfterMs": reconnect_after_ms }),
+                ],
                 &[],
                 None,
             );
@@ -161,7 +173,11 @@ impl Server {
 }
 
 /// Builds and runs a node on `listener` until `shutdown` resolves.
-pub async fn run(mut config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServerError> {
+pub async fn run(
+    mut config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
     if config.port == 0 {
         let port = listener.local_addr()?.port();
         config.port = port;

@@ -8,13 +8,24 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("cannot create {path}: {source}")]
-    Create { path: PathBuf, source: std::io::Error },
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// The value given, or the one stored in `data_dir/<file>`, or a new random one stored there.
-pub fn ensure(given: Option<&str>, data_dir: &Path, file: &str, what: &str) -> Result<String, SecretError> {
+pub fn ensure(
+    given: Option<&str>,
+    data_dir: &Path,
+    file: &str,
+    what: &str,
+) -> Result<String, SecretError> {
     if let Some(v) = given {
         return Ok(v.to_owned());
     }
@@ -63,11 +74,15 @@ mod tests {
 
     #[test]
     fn generates_once_then_reuses() {
-        let dir = std::env::temp_dir().join(format!("raftcast-secret-{}", crate::socketio::random_id()));
+        let dir =
+            std::env::temp_dir().join(format!("raftcast-secret-{}", crate::socketio::random_id()));
         let a = ensure(None, &dir, "api-key", "API key").unwrap();
         let b = ensure(None, &dir, "api-key", "API key").unwrap();
         assert_eq!(a, b);
-        assert_eq!(ensure(Some("given"), &dir, "api-key", "API key").unwrap(), "given");
+        assert_eq!(
+            ensure(Some("given"), &dir, "api-key", "API key").unwrap(),
+            "given"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

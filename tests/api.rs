@@ -51,9 +51,17 @@ async fn emit_validation() {
         }
     };
     let (status, body) = post_raw("this is not json").await;
-    assert_eq!((status, &body["code"]), (400, &json!("INVALID_PAYLOAD")), "{body}");
+    assert_eq!(
+        (status, &body["code"]),
+        (400, &json!("INVALID_PAYLOAD")),
+        "{body}"
+    );
     let (status, body) = post_raw("[1,2]").await;
-    assert_eq!((status, &body["code"]), (400, &json!("INVALID_PAYLOAD")), "{body}");
+    assert_eq!(
+        (status, &body["code"]),
+        (400, &json!("INVALID_PAYLOAD")),
+        "{body}"
+    );
 
     for bad in [
         json!({"userId": "u", "data": 1}),
@@ -84,15 +92,24 @@ async fn emit_validation() {
 async fn sessions_api() {
     let s = start(&[]).await;
     let (status, body) = s
-        .api(Method::POST, "/api/sessions", Some(json!({"userId": "sam", "ttlSeconds": 60})))
+        .api(
+            Method::POST,
+            "/api/sessions",
+            Some(json!({"userId": "sam", "ttlSeconds": 60})),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["userId"], "sam");
-    assert!(body["sessionId"].as_str().is_some_and(|s| s.len() >= 16), "{body}");
+    assert!(
+        body["sessionId"].as_str().is_some_and(|s| s.len() >= 16),
+        "{body}"
+    );
     assert!(body["expiresAt"].is_string(), "{body}");
     let (status, body) = s.api(Method::POST, "/api/sessions", Some(json!({}))).await;
     assert_eq!((status, &body["code"]), (400, &json!("INVALID_PAYLOAD")));
-    let (status, _) = s.api(Method::DELETE, "/api/sessions/unknown-session", None).await;
+    let (status, _) = s
+        .api(Method::DELETE, "/api/sessions/unknown-session", None)
+        .await;
     assert_eq!(status, 204, "revoking an unknown session is idempotent");
 }
 
@@ -120,11 +137,18 @@ async fn history_shape_and_since() {
         assert!(e["ts"].is_u64());
     }
     let (_, h) = s.get_json("/api/rooms/portfolio:hal/history?since=2").await;
-    let offsets: Vec<&Value> = h["events"].as_array().expect("events").iter().map(|e| &e["offset"]).collect();
+    let offsets: Vec<&Value> = h["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| &e["offset"])
+        .collect();
     assert_eq!(offsets, [&json!(3), &json!(4)]);
     let (_, h) = s.get_json("/api/rooms/portfolio:hal/history?since=0").await;
     assert_eq!(h["events"].as_array().map(Vec::len), Some(4));
-    let (status, h) = s.get_json("/api/rooms/portfolio:hal/history?since=-1").await;
+    let (status, h) = s
+        .get_json("/api/rooms/portfolio:hal/history?since=-1")
+        .await;
     assert_eq!((status, &h["code"]), (400, &json!("INVALID_PAYLOAD")));
     let (status, h) = s.get_json("/api/rooms/never-used/history").await;
     assert_eq!(status, 200);
@@ -146,7 +170,10 @@ async fn presence_online_then_offline() {
     assert_eq!(p["nodes"], json!([1]));
     c.ws.close();
     let mut offline = || async { s.get_json("/api/presence/pia").await.1["online"] == false };
-    assert!(common::poll_until(T, &mut offline).await, "still online after close");
+    assert!(
+        common::poll_until(T, &mut offline).await,
+        "still online after close"
+    );
 }
 
 #[tokio::test]
@@ -156,22 +183,38 @@ async fn stats_keys() {
     let _b = s.client("st2").await;
     let _c = s.client("st2").await;
     let st = s.stats().await;
-    for key in ["totalConnections", "uniqueUsers", "roomCount", "eventsPerMinute", "adapter", "uptime"] {
+    for key in [
+        "totalConnections",
+        "uniqueUsers",
+        "roomCount",
+        "eventsPerMinute",
+        "adapter",
+        "uptime",
+    ] {
         assert!(st.get(key).is_some(), "stats lack {key}: {st}");
     }
     assert_eq!(st["totalConnections"], 3, "{st}");
     assert_eq!(st["uniqueUsers"], 2, "{st}");
     assert_eq!(st["roomCount"], 2, "user:st1 and user:st2: {st}");
     assert_eq!(st["adapter"], "local");
-    s.emit(json!({"userId": "st1", "event": "e", "data": 1})).await;
+    s.emit(json!({"userId": "st1", "event": "e", "data": 1}))
+        .await;
     let st = s.stats().await;
-    assert!(st["eventsPerMinute"].as_u64().is_some_and(|n| n >= 1), "{st}");
+    assert!(
+        st["eventsPerMinute"].as_u64().is_some_and(|n| n >= 1),
+        "{st}"
+    );
 }
 
 #[tokio::test]
 async fn operator_routes() {
     let s = start(&[]).await;
-    let r = s.http.get(s.url("/health/websocket")).send().await.expect("health");
+    let r = s
+        .http
+        .get(s.url("/health/websocket"))
+        .send()
+        .await
+        .expect("health");
     assert_eq!(r.status(), 200);
     let h: Value = r.json().await.expect("json");
     assert_eq!(h["status"], "healthy", "{h}");
@@ -197,7 +240,12 @@ async fn operator_routes() {
     );
 
     // operator routes need no key, and carry no user data
-    let r = s.http.get(s.url("/cluster/status")).send().await.expect("cluster");
+    let r = s
+        .http
+        .get(s.url("/cluster/status"))
+        .send()
+        .await
+        .expect("cluster");
     assert_eq!(r.status(), 200);
     let r = tokio::time::timeout(Duration::from_secs(5), s.http.get(s.url("/")).send())
         .await

@@ -2,6 +2,9 @@
 //! and recovers exactly the missed events with `since`; presence forgets the dead node's
 //! socket and `/cluster/status` reports the node unreachable.
 
+// Tests fail by panicking: expect/unwrap are the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod cluster_common;
 
 use std::time::{Duration, Instant};
@@ -50,7 +53,10 @@ async fn client_of_a_killed_node_recovers_missed_events_elsewhere() {
     for i in BEFORE + 1..=BEFORE + MISSED {
         let via = if i % 2 == 1 { 1 } else { 3 };
         let (st, a) = c.emit_trade(via, user, i).await.expect("emit request");
-        assert_eq!(st, 200, "emit {i} through survivor {via} after the kill: {a}");
+        assert_eq!(
+            st, 200,
+            "emit {i} through survivor {via} after the kill: {a}"
+        );
         assert_eq!(a["offset"], json!(i), "{a}");
     }
 
@@ -81,11 +87,29 @@ async fn client_of_a_killed_node_recovers_missed_events_elsewhere() {
     let want: Vec<u64> = (BEFORE + 1..=BEFORE + MISSED).collect();
     assert_eq!(offsets, want, "replayed offsets");
     assert_eq!(data, want, "replayed data");
-    assert!(replayed.iter().all(|p| p.2 == epoch), "epoch changed: {replayed:?}");
-    assert_eq!(confirmation[0]["recovered"], json!(true), "{confirmation:?}");
-    assert_eq!(confirmation[0]["offset"], json!(BEFORE + MISSED), "{confirmation:?}");
-    assert_eq!(confirmation[0]["room"], json!(format!("user:{user}")), "{confirmation:?}");
-    let ack = on3.ack(1, Duration::from_secs(2)).await.expect("subscribe ack");
+    assert!(
+        replayed.iter().all(|p| p.2 == epoch),
+        "epoch changed: {replayed:?}"
+    );
+    assert_eq!(
+        confirmation[0]["recovered"],
+        json!(true),
+        "{confirmation:?}"
+    );
+    assert_eq!(
+        confirmation[0]["offset"],
+        json!(BEFORE + MISSED),
+        "{confirmation:?}"
+    );
+    assert_eq!(
+        confirmation[0]["room"],
+        json!(format!("user:{user}")),
+        "{confirmation:?}"
+    );
+    let ack = on3
+        .ack(1, Duration::from_secs(2))
+        .await
+        .expect("subscribe ack");
     assert_eq!(ack[0]["recovered"], json!(true), "{ack:?}");
     let dup = on3
         .collect("trade:executed", 1, Duration::from_millis(300))

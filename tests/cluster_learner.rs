@@ -2,6 +2,9 @@
 //! shows as `learner` in `/cluster/status`, and its clients receive events emitted
 //! through node 1.
 
+// Tests fail by panicking: expect/unwrap are the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod cluster_common;
 
 use std::time::Duration;
@@ -39,7 +42,12 @@ async fn a_learner_joins_and_serves_clients() {
     }
     let st = c.cluster_status(4).await.expect("status of node 4");
     assert_eq!(st["nodeId"], json!(4), "{st}");
-    assert!(st["leaderId"].as_u64().is_some_and(|l| (1..=3).contains(&l)), "{st}");
+    assert!(
+        st["leaderId"]
+            .as_u64()
+            .is_some_and(|l| (1..=3).contains(&l)),
+        "{st}"
+    );
     let voters = st["nodes"]
         .as_array()
         .expect("nodes")

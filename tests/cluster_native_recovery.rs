@@ -2,6 +2,9 @@
 //! node 2 keeps its `pid` and last offset string; node 2 is killed; the client reconnects
 //! to node 3 with `{sessionId, pid, offset}` and gets the same pid and the missed events.
 
+// Tests fail by panicking: expect/unwrap are the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod cluster_common;
 
 use std::time::{Duration, Instant};
@@ -29,7 +32,10 @@ async fn native_recovery_on_another_node_after_a_kill() {
         .await;
     assert_eq!(got.len(), 2, "{got:?}");
     let (_, _, _, last_offset) = durable_parts(&got[1]);
-    assert!(!last_offset.is_empty(), "no trailing offset string: {got:?}");
+    assert!(
+        !last_offset.is_empty(),
+        "no trailing offset string: {got:?}"
+    );
 
     c.node_mut(2).kill();
     let killed_at = Instant::now();

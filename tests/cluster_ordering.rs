@@ -2,6 +2,9 @@
 //! emitted through nodes 1 and 3 with gapless offsets in emit order; presence and stats
 //! are cluster-wide.
 
+// Tests fail by panicking: expect/unwrap are the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod cluster_common;
 
 use std::time::Duration;
@@ -64,7 +67,10 @@ async fn events_through_two_nodes_arrive_in_one_order_on_a_third() {
     assert_eq!(data, (1..=N).collect::<Vec<_>>(), "data not in emit order");
     let epoch = &seq2[0].2;
     assert!(!epoch.is_empty(), "empty epoch");
-    assert!(seq2.iter().all(|p| &p.2 == epoch), "epochs differ: {seq2:?}");
+    assert!(
+        seq2.iter().all(|p| &p.2 == epoch),
+        "epochs differ: {seq2:?}"
+    );
     assert!(
         seq2.iter().all(|p| !p.3.is_empty()),
         "a durable event without its trailing offset string: {got2:?}"
@@ -85,7 +91,9 @@ async fn events_through_two_nodes_arrive_in_one_order_on_a_third() {
         );
     }
     // Nothing more (no duplicates).
-    let extra = on2.collect("trade:executed", 1, Duration::from_millis(300)).await;
+    let extra = on2
+        .collect("trade:executed", 1, Duration::from_millis(300))
+        .await;
     assert!(extra.is_empty(), "duplicate deliveries: {extra:?}");
 
     // Presence from node 3: online, on nodes 1 and 2 (both clients).

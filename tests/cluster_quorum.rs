@@ -2,6 +2,9 @@
 //! NO_QUORUM, reports `unhealthy`, and keeps its clients; restarting both with their data
 //! dirs heals the cluster with history and sessions intact.
 
+// Tests fail by panicking: expect/unwrap are the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod cluster_common;
 
 use std::time::{Duration, Instant};
@@ -150,7 +153,11 @@ async fn survivor_without_quorum_refuses_then_cluster_heals_on_restart() {
     // Emits succeed again, through every node, and reach the survivor's old client.
     let mut offsets = Vec::new();
     for id in 1..=3 {
-        offsets.push(c.emit_ok(id, user, 200 + id).await["offset"].as_u64().expect("offset"));
+        offsets.push(
+            c.emit_ok(id, user, 200 + id).await["offset"]
+                .as_u64()
+                .expect("offset"),
+        );
     }
     let live = client
         .collect("trade:executed", 3, Duration::from_secs(10))

@@ -29,7 +29,10 @@ fn readme_documents_every_option() {
     let readme = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let (begin, end) = ("<!-- options:begin -->\n", "<!-- options:end -->");
-    let start = readme.find(begin).expect("README has an options:begin marker") + begin.len();
+    let start = readme
+        .find(begin)
+        .expect("README has an options:begin marker")
+        + begin.len();
     let stop = readme.find(end).expect("README has an options:end marker");
     let table = raftcast::config::options_table();
     if std::env::var_os("UPDATE_README").is_some() {

@@ -94,7 +94,11 @@ async fn revoking_a_session_disconnects_its_socket() {
     let s = start(&[]).await;
     let mut c = s.client("revoked").await;
     let (status, _) = s
-        .api(reqwest::Method::DELETE, &format!("/api/sessions/{}", c.session), None)
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/sessions/{}", c.session),
+            None,
+        )
         .await;
     assert_eq!(status, 204);
     let t = c.ws.wait_text(T, |t| t == "41").await;
@@ -172,7 +176,10 @@ async fn api_emits_reach_the_user_with_gapless_offsets() {
         assert_eq!(meta["offset"], i, "{meta}");
         assert_eq!(meta["epoch"], answers[0]["epoch"]);
         assert!(meta["ts"].as_u64().is_some_and(|ts| ts >= before), "{meta}");
-        let index: u64 = index.expect("durable events carry their index").parse().expect("numeric");
+        let index: u64 = index
+            .expect("durable events carry their index")
+            .parse()
+            .expect("numeric");
         indexes.push(index);
         assert_eq!(answers[i as usize - 1]["offset"], i);
         assert_eq!(answers[i as usize - 1]["room"], "user:carol");
@@ -211,21 +218,29 @@ async fn api_emits_reach_the_user_with_gapless_offsets() {
 async fn volatile_emit_does_not_advance_the_offset() {
     let s = start(&[]).await;
     let mut a = s.client("erin").await;
-    s.emit(json!({"userId": "erin", "event": "trade:executed", "data": 1})).await;
+    s.emit(json!({"userId": "erin", "event": "trade:executed", "data": 1}))
+        .await;
     let r = s
         .emit(json!({"userId": "erin", "event": "tick", "data": 2, "durable": false}))
         .await;
     assert_eq!(r["offset"], 1);
-    s.emit(json!({"userId": "erin", "event": "trade:executed", "data": 3})).await;
+    s.emit(json!({"userId": "erin", "event": "trade:executed", "data": 3}))
+        .await;
 
     let (_, m1, i1) = delivered(&a.ws.event("trade:executed", T).await);
     let (d2, m2, i2) = delivered(&a.ws.event("tick", T).await);
     let (_, m3, _) = delivered(&a.ws.event("trade:executed", T).await);
     assert_eq!(d2, json!(2));
     assert_eq!(m1["offset"], 1);
-    assert_eq!(m2["offset"], 1, "a volatile event carries the current offset");
+    assert_eq!(
+        m2["offset"], 1,
+        "a volatile event carries the current offset"
+    );
     assert_eq!(m2["epoch"], m1["epoch"]);
-    assert_eq!(m3["offset"], 2, "durable offsets stay gapless around volatile events");
+    assert_eq!(
+        m3["offset"], 2,
+        "durable offsets stay gapless around volatile events"
+    );
     assert!(i1.is_some());
     assert!(i2.is_none(), "a volatile event has no recovery offset");
     let (status, h) = s.get_json("/api/rooms/user:erin/history").await;
@@ -259,7 +274,9 @@ async fn since_recovery_replays_exactly_the_missed_events() {
     );
     let mut replayed = Vec::new();
     let confirmation = loop {
-        let t = b.ws.wait_text(T, |t| t.starts_with("42") || t.starts_with("43")).await;
+        let t =
+            b.ws.wait_text(T, |t| t.starts_with("42") || t.starts_with("43"))
+                .await;
         match common::event_name(&t).as_deref() {
             Some("portfolio:update") => replayed.push(common::event_args(&t).expect("args")),
             Some("subscribed:portfolio") => break common::event_args(&t).expect("args"),
@@ -267,7 +284,11 @@ async fn since_recovery_replays_exactly_the_missed_events() {
         }
     };
     let offsets: Vec<Value> = replayed.iter().map(|a| a[1]["offset"].clone()).collect();
-    assert_eq!(offsets, vec![json!(2), json!(3)], "replay before the confirmation");
+    assert_eq!(
+        offsets,
+        vec![json!(2), json!(3)],
+        "replay before the confirmation"
+    );
     assert_eq!(replayed[0][0], json!({"n": 2}));
     assert_eq!(confirmation[0]["recovered"], true, "{confirmation:?}");
     assert_eq!(confirmation[0]["offset"], 3);
@@ -288,7 +309,9 @@ async fn since_recovery_replays_exactly_the_missed_events() {
     assert_eq!(ack[0]["epoch"], epoch.as_str());
     let extra = c.ws.collect(Duration::from_millis(200)).await;
     assert!(
-        !extra.iter().any(|m| matches!(m, Msg::Text(t) if t.contains("portfolio:update"))),
+        !extra
+            .iter()
+            .any(|m| matches!(m, Msg::Text(t) if t.contains("portfolio:update"))),
         "events replayed for a foreign epoch: {extra:?}"
     );
 }
@@ -328,7 +351,11 @@ async fn recovery_beyond_history_retention_is_refused() {
 async fn quotes_are_coalesced() {
     let s = start(&[]).await;
     let mut c = s.client("quotes").await;
-    c.ws.emit("subscribe:watchlist", &[json!({"symbols": ["AAPL"]})], Some(1));
+    c.ws.emit(
+        "subscribe:watchlist",
+        &[json!({"symbols": ["AAPL"]})],
+        Some(1),
+    );
     let ack = c.ws.ack(1, T).await;
     assert_eq!(ack[0]["rooms"], json!(["watchlist:AAPL"]));
 
@@ -347,16 +374,24 @@ async fn quotes_are_coalesced() {
     let mut updates: Vec<Vec<Value>> = Vec::new();
     let deadline = Instant::now() + T;
     while updates.last().is_none_or(|u| u[0]["quote"]["price"] != 49) {
-        assert!(Instant::now() < deadline, "last quote never arrived: {updates:?}");
+        assert!(
+            Instant::now() < deadline,
+            "last quote never arrived: {updates:?}"
+        );
         updates.push(c.ws.event("quote:update", T).await);
     }
     // nothing more after the last one
     let extra = c.ws.collect(Duration::from_millis(300)).await;
-    assert!(!extra.iter().any(|m| matches!(m, Msg::Text(t) if t.contains("quote:update"))));
+    assert!(!extra
+        .iter()
+        .any(|m| matches!(m, Msg::Text(t) if t.contains("quote:update"))));
     let n = updates.len();
     // at most one per 100 ms throttle interval (plus the edges)
     let bound = (burst.as_millis() / 100) as usize + 2;
-    assert!(n < 50 && n <= bound, "{n} quote:update for 50 quotes in {burst:?}");
+    assert!(
+        n < 50 && n <= bound,
+        "{n} quote:update for 50 quotes in {burst:?}"
+    );
     let last = &updates[n - 1];
     assert_eq!(last[0]["symbol"], "AAPL");
     assert!(last[0]["timestamp"].is_string());
@@ -368,7 +403,11 @@ async fn quotes_are_coalesced() {
 async fn invalid_symbol_and_unknown_event_are_invalid_payload() {
     let s = start(&[]).await;
     let mut c = s.client("errs").await;
-    c.ws.emit("subscribe:watchlist", &[json!({"symbols": ["aapl"]})], Some(1));
+    c.ws.emit(
+        "subscribe:watchlist",
+        &[json!({"symbols": ["aapl"]})],
+        Some(1),
+    );
     let err = c.ws.event("error", T).await;
     assert_eq!(err[0]["code"], "INVALID_PAYLOAD");
     assert_eq!(err[0]["event"], "subscribe:watchlist");
@@ -398,18 +437,21 @@ async fn native_connection_state_recovery() {
     assert!(!c.pid.is_empty(), "the CONNECT answer carries a pid");
     c.ws.emit("subscribe:portfolio", &[json!({})], Some(1));
     c.ws.ack(1, T).await;
-    s.emit(json!({"userId": "henry", "event": "trade:executed", "data": {"n": 1}})).await;
+    s.emit(json!({"userId": "henry", "event": "trade:executed", "data": {"n": 1}}))
+        .await;
     let (_, _, offset) = delivered(&c.ws.event("trade:executed", T).await);
     let offset = offset.expect("durable packets carry an offset");
 
     c.ws.kill();
     // wait until the server noticed the dropped connection
-    let mut gone = || async {
-        s.get_json("/api/presence/henry").await.1["online"] == false
-    };
-    assert!(common::poll_until(T, &mut gone).await, "server never noticed the drop");
+    let mut gone = || async { s.get_json("/api/presence/henry").await.1["online"] == false };
+    assert!(
+        common::poll_until(T, &mut gone).await,
+        "server never noticed the drop"
+    );
 
-    s.emit(json!({"userId": "henry", "event": "trade:executed", "data": {"n": 2}})).await;
+    s.emit(json!({"userId": "henry", "event": "trade:executed", "data": {"n": 2}}))
+        .await;
     s.emit(json!({"room": "portfolio:henry", "event": "portfolio:update", "data": {"n": 3}}))
         .await;
 
@@ -427,7 +469,8 @@ async fn native_connection_state_recovery() {
     assert_eq!(d3, json!({"n": 3}), "the portfolio room was restored too");
     assert_eq!(m3["room"], "portfolio:henry");
     // and live delivery continues
-    s.emit(json!({"userId": "henry", "event": "trade:executed", "data": {"n": 4}})).await;
+    s.emit(json!({"userId": "henry", "event": "trade:executed", "data": {"n": 4}}))
+        .await;
     let (d4, _, _) = delivered(&ws.event("trade:executed", T).await);
     assert_eq!(d4, json!({"n": 4}));
 }

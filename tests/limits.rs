@@ -25,7 +25,10 @@ async fn max_connections_refuses_with_server_full() {
         .expect_err("a 4th socket was accepted with --max-connections 3");
     assert_eq!(e["message"], "SERVER_FULL", "{e}");
     assert_eq!(e["data"]["code"], "SERVER_FULL", "{e}");
-    assert!(e["data"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
+    assert!(
+        e["data"]["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{e}"
+    );
 
     // once one leaves, there is room again
     let mut first = clients.remove(0);
@@ -34,7 +37,10 @@ async fn max_connections_refuses_with_server_full() {
         let mut ws = s.ws().await;
         ws.connect(json!({"sessionId": session})).await.is_ok()
     };
-    assert!(common::poll_until(T, &mut retry).await, "no room after a socket left");
+    assert!(
+        common::poll_until(T, &mut retry).await,
+        "no room after a socket left"
+    );
 }
 
 #[tokio::test]
@@ -61,7 +67,11 @@ async fn subscribe_rate_limit_answers_every_request() {
     }
     let mut ids: Vec<u64> = acks.iter().map(|(id, _)| *id).collect();
     ids.sort_unstable();
-    assert_eq!(ids, (0..20).collect::<Vec<_>>(), "every request answered once");
+    assert_eq!(
+        ids,
+        (0..20).collect::<Vec<_>>(),
+        "every request answered once"
+    );
     let limited: Vec<&Value> = acks
         .iter()
         .map(|(_, a)| &a[0])
@@ -69,10 +79,16 @@ async fn subscribe_rate_limit_answers_every_request() {
         .collect();
     let ok = 20 - limited.len();
     assert!(ok >= 1, "no subscription went through");
-    assert!(!limited.is_empty(), "20 subscriptions at once with --subscribe-rate 2 all passed");
+    assert!(
+        !limited.is_empty(),
+        "20 subscriptions at once with --subscribe-rate 2 all passed"
+    );
     for e in &limited {
         assert_eq!(e["error"]["code"], "RATE_LIMIT", "{e}");
-        assert!(e["error"]["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0), "{e}");
+        assert!(
+            e["error"]["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0),
+            "{e}"
+        );
     }
 }
 
@@ -81,30 +97,55 @@ async fn too_many_symbols_is_subscription_limit() {
     let s = start(&[]).await;
     let mut c = s.client("symbols").await;
     let symbols: Vec<String> = (0..51).map(|i| format!("S{i}")).collect();
-    c.ws.emit("subscribe:watchlist", &[json!({"symbols": symbols})], Some(1));
+    c.ws.emit(
+        "subscribe:watchlist",
+        &[json!({"symbols": symbols})],
+        Some(1),
+    );
     let ack = c.ws.ack(1, T).await;
     assert_eq!(ack[0]["error"]["code"], "SUBSCRIPTION_LIMIT", "{ack:?}");
     let err = c.ws.event("error", T).await;
     assert_eq!(err[0]["code"], "SUBSCRIPTION_LIMIT");
     // 50 is fine, then one more is not
-    c.ws.emit("subscribe:watchlist", &[json!({"symbols": &symbols[..50]})], Some(2));
+    c.ws.emit(
+        "subscribe:watchlist",
+        &[json!({"symbols": &symbols[..50]})],
+        Some(2),
+    );
     let ack = c.ws.ack(2, T).await;
-    assert_eq!(ack[0]["symbols"].as_array().map(Vec::len), Some(50), "{ack:?}");
+    assert_eq!(
+        ack[0]["symbols"].as_array().map(Vec::len),
+        Some(50),
+        "{ack:?}"
+    );
     // wait out the subscribe rate limit (10/s) so only the symbol cap can refuse
     tokio::time::sleep(Duration::from_millis(250)).await;
-    c.ws.emit("subscribe:watchlist", &[json!({"symbols": ["EXTRA"]})], Some(3));
+    c.ws.emit(
+        "subscribe:watchlist",
+        &[json!({"symbols": ["EXTRA"]})],
+        Some(3),
+    );
     let ack = c.ws.ack(3, T).await;
     assert_eq!(ack[0]["error"]["code"], "SUBSCRIPTION_LIMIT", "{ack:?}");
 }
 
 /// One socket that connects, subscribes to its portfolio and a watchlist symbol.
-async fn subscribed_socket(s: &common::TestServer, user: &str, idx: usize, session: &str) -> common::Ws {
+async fn subscribed_socket(
+    s: &common::TestServer,
+    user: &str,
+    idx: usize,
+    session: &str,
+) -> common::Ws {
     let mut ws = s.ws().await;
     ws.connect(json!({"sessionId": session}))
         .await
         .unwrap_or_else(|e| panic!("{user}: {e}"));
     ws.emit("subscribe:portfolio", &[json!({})], Some(1));
-    ws.emit("subscribe:watchlist", &[json!({"symbols": [format!("SYM{}", idx % 7)]})], Some(2));
+    ws.emit(
+        "subscribe:watchlist",
+        &[json!({"symbols": [format!("SYM{}", idx % 7)]})],
+        Some(2),
+    );
     let a1 = ws.ack(1, T).await;
     assert_eq!(a1[0]["room"], format!("portfolio:{user}"));
     let a2 = ws.ack(2, T).await;
@@ -191,7 +232,11 @@ async fn memory_is_released_after_many_sockets_close() {
     );
     assert_eq!(st["uniqueUsers"], 0, "{st}");
     let ns = s.gateway.namespace().expect("namespace");
-    assert_eq!(ns.counts(), (0, 0), "local sockets and rooms of the namespace");
+    assert_eq!(
+        ns.counts(),
+        (0, 0),
+        "local sockets and rooms of the namespace"
+    );
     drop(sockets);
 }
 
@@ -204,10 +249,16 @@ async fn graceful_shutdown_notifies_then_closes() {
     let notice = c.ws.event("server:shutdown", T).await;
     assert!(notice[0]["reason"].is_string(), "{notice:?}");
     assert!(notice[0]["reconnectAfterMs"].is_u64(), "{notice:?}");
-    assert!(c.ws.closed_within(Duration::from_secs(4)).await, "not closed after the notice");
+    assert!(
+        c.ws.closed_within(Duration::from_secs(4)).await,
+        "not closed after the notice"
+    );
     s.join(Duration::from_secs(4)).await.expect("run completes");
     let took = t0.elapsed();
-    assert!(took <= Duration::from_millis(3500), "shutdown took {took:?} (timeout 3 s)");
+    assert!(
+        took <= Duration::from_millis(3500),
+        "shutdown took {took:?} (timeout 3 s)"
+    );
     // and no new connections are accepted
     assert!(
         common::Ws::try_open(s.addr).await.is_err(),

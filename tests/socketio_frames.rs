@@ -23,7 +23,11 @@ async fn websocket_handshake_open_packet() {
     let open = &ws.open;
     let sid = open["sid"].as_str().expect("sid is a string");
     assert!(!sid.is_empty());
-    assert_eq!(open["upgrades"], json!([]), "a WebSocket session has nothing to upgrade to");
+    assert_eq!(
+        open["upgrades"],
+        json!([]),
+        "a WebSocket session has nothing to upgrade to"
+    );
     assert_eq!(open["pingInterval"], 300);
     assert_eq!(open["pingTimeout"], 200);
     assert_eq!(open["maxPayload"], 65_536);
@@ -37,7 +41,10 @@ async fn answering_client_stays_connected_past_several_intervals() {
     let got = c.ws.collect(Duration::from_millis(1500)).await;
     assert!(!got.contains(&Msg::Closed), "connection closed: {got:?}");
     let pings = c.ws.pings.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(pings >= 3, "only {pings} pings in 1.5 s with pingInterval 300 ms");
+    assert!(
+        pings >= 3,
+        "only {pings} pings in 1.5 s with pingInterval 300 ms"
+    );
     c.ws.emit("ping", &[json!({})], Some(1));
     let ack = c.ws.ack(1, T).await;
     assert!(ack[0]["serverTime"].is_u64(), "{ack:?}");
@@ -47,7 +54,8 @@ async fn answering_client_stays_connected_past_several_intervals() {
 async fn silent_client_is_closed_after_interval_plus_timeout() {
     let s = start(&[]).await;
     let mut c = s.client("silent").await;
-    c.ws.auto_pong.store(false, std::sync::atomic::Ordering::SeqCst);
+    c.ws.auto_pong
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     let t0 = Instant::now();
     assert!(
         c.ws.closed_within(Duration::from_secs(3)).await,
@@ -55,8 +63,14 @@ async fn silent_client_is_closed_after_interval_plus_timeout() {
     );
     let took = t0.elapsed();
     // pingInterval 300 + pingTimeout 200 = ~500 ms after the last pong.
-    assert!(took >= Duration::from_millis(200), "closed too early: {took:?}");
-    assert!(took <= Duration::from_millis(1500), "closed too late: {took:?}");
+    assert!(
+        took >= Duration::from_millis(200),
+        "closed too early: {took:?}"
+    );
+    assert!(
+        took <= Duration::from_millis(1500),
+        "closed too late: {took:?}"
+    );
     assert!(c.ws.pings.load(std::sync::atomic::Ordering::SeqCst) >= 1);
 }
 
@@ -92,13 +106,17 @@ async fn binary_event_with_ack_echoes_the_bytes() {
     let bytes: Vec<u8> = (0..=255u8).chain([0, 0, 255]).collect();
     c.ws.send(r#"451-7["ping",{"_placeholder":true,"num":0}]"#);
     c.ws.send_binary(&bytes);
-    let t = c
-        .ws
-        .wait_text(T, |t| t.starts_with("46"))
-        .await;
-    assert!(t.starts_with("461-7["), "a BINARY_ACK for id 7 with one attachment: {t}");
+    let t = c.ws.wait_text(T, |t| t.starts_with("46")).await;
+    assert!(
+        t.starts_with("461-7["),
+        "a BINARY_ACK for id 7 with one attachment: {t}"
+    );
     let args: Value = serde_json::from_str(&t["461-7".len()..]).expect("json");
-    assert_eq!(args[0]["echo"], json!({"_placeholder": true, "num": 0}), "{t}");
+    assert_eq!(
+        args[0]["echo"],
+        json!({"_placeholder": true, "num": 0}),
+        "{t}"
+    );
     assert!(args[0]["serverTime"].is_u64(), "{t}");
     match c.ws.recv(T).await {
         Some(Msg::Binary(b)) => assert_eq!(b, bytes, "attachment bytes changed"),
@@ -116,7 +134,10 @@ async fn too_many_attachments_close_the_connection() {
     let mut arr = vec![json!("ping")];
     arr.extend(placeholders);
     c.ws.send(&format!("4511-{}", Value::Array(arr)));
-    assert!(c.ws.closed_within(T).await, "11 attachments (limit 10) accepted");
+    assert!(
+        c.ws.closed_within(T).await,
+        "11 attachments (limit 10) accepted"
+    );
     assert_healthy(&s).await;
 }
 
@@ -151,7 +172,9 @@ async fn polling_handshake(s: &TestServer) -> Value {
         .expect("handshake");
     assert_eq!(r.status(), 200);
     let body = r.text().await.expect("body");
-    let open = body.strip_prefix('0').unwrap_or_else(|| panic!("open packet: {body}"));
+    let open = body
+        .strip_prefix('0')
+        .unwrap_or_else(|| panic!("open packet: {body}"));
     serde_json::from_str(open).expect("open json")
 }
 
@@ -174,7 +197,9 @@ async fn polling_handshake_connect_and_connected() {
     let deadline = Instant::now() + T;
     while !packets.iter().any(|p| p.starts_with("42[\"connected\"")) {
         assert!(Instant::now() < deadline, "no connected event: {packets:?}");
-        let (status, body) = tokio::time::timeout(T, poll_get(&s, &sid)).await.expect("poll timed out");
+        let (status, body) = tokio::time::timeout(T, poll_get(&s, &sid))
+            .await
+            .expect("poll timed out");
         assert_eq!(status, 200, "{body}");
         packets.extend(body.split('\x1e').map(str::to_owned));
     }

@@ -128,11 +128,23 @@ impl Findings {
             }
         };
         add(self.lost, "acknowledged emits lost by a client");
-        add(self.lost_from_history, "acknowledged emits missing from a node's history");
-        add(self.duplicates_after_dedup, "events committed under two offsets (duplicate after dedup)");
+        add(
+            self.lost_from_history,
+            "acknowledged emits missing from a node's history",
+        );
+        add(
+            self.duplicates_after_dedup,
+            "events committed under two offsets (duplicate after dedup)",
+        );
         add(self.order_breaks, "ordering breaks");
-        add(self.gaps_unfilled, "offsets never received (gaps left unfilled)");
-        add(self.conflicts, "offsets carrying two different events (split brain)");
+        add(
+            self.gaps_unfilled,
+            "offsets never received (gaps left unfilled)",
+        );
+        add(
+            self.conflicts,
+            "offsets carrying two different events (split brain)",
+        );
         if self.epochs.len() > 1 {
             f.push(format!("{} different epochs seen", self.epochs.len()));
         }
@@ -161,7 +173,10 @@ pub fn check(
     let mut seq_offsets: HashMap<(String, u64), HashSet<u64>> = HashMap::new();
     let mut note = |f: &mut Findings, room: &str, offset: u64, seq: Option<u64>, src: String| {
         if let Some(s) = seq {
-            seq_offsets.entry((room.to_owned(), s)).or_default().insert(offset);
+            seq_offsets
+                .entry((room.to_owned(), s))
+                .or_default()
+                .insert(offset);
         }
         match canon.get(&(room.to_owned(), offset)) {
             None => {
@@ -169,7 +184,10 @@ pub fn check(
             }
             Some((s0, src0)) if *s0 != seq => {
                 f.conflicts += 1;
-                example(f, format!("conflict at {room}#{offset}: seq {s0:?} ({src0}) vs {seq:?} ({src})"));
+                example(
+                    f,
+                    format!("conflict at {room}#{offset}: seq {s0:?} ({src0}) vs {seq:?} ({src})"),
+                );
             }
             Some(_) => {}
         }
@@ -186,9 +204,18 @@ pub fn check(
             EmitOutcome::Ok { offset, epoch } => {
                 f.emits.ok += 1;
                 epochs.insert(epoch.clone());
-                acked.entry(e.room.clone()).or_default().insert(*offset, e.seq);
+                acked
+                    .entry(e.room.clone())
+                    .or_default()
+                    .insert(*offset, e.seq);
                 emit_lat.push(e.done_ms - e.sent_ms);
-                note(&mut f, &e.room, *offset, Some(e.seq), format!("ack via node {}", e.node));
+                note(
+                    &mut f,
+                    &e.room,
+                    *offset,
+                    Some(e.seq),
+                    format!("ack via node {}", e.node),
+                );
             }
             EmitOutcome::Refused => f.emits.refused503 += 1,
             EmitOutcome::Status { .. } => f.emits.other_status += 1,
@@ -205,16 +232,33 @@ pub fn check(
     for h in histories {
         epochs.insert(h.epoch.clone());
         let last = h.events.last().map_or(0, |e| e.0);
-        f.last_offsets.entry(h.room.clone()).or_default().insert(h.node, last);
+        f.last_offsets
+            .entry(h.room.clone())
+            .or_default()
+            .insert(h.node, last);
         let fl = final_last.entry(h.room.clone()).or_default();
         *fl = (*fl).max(last);
         for (k, (offset, _event, seq)) in h.events.iter().enumerate() {
             if *offset != k as u64 + 1 {
                 f.gaps_unfilled += 1;
-                example(&mut f, format!("node {} history of {} has offset {offset} at position {}", h.node, h.room, k + 1));
+                example(
+                    &mut f,
+                    format!(
+                        "node {} history of {} has offset {offset} at position {}",
+                        h.node,
+                        h.room,
+                        k + 1
+                    ),
+                );
                 break;
             }
-            note(&mut f, &h.room, *offset, *seq, format!("history of node {}", h.node));
+            note(
+                &mut f,
+                &h.room,
+                *offset,
+                *seq,
+                format!("history of node {}", h.node),
+            );
             if let Some(s) = seq {
                 if !acked_seqs.contains(s) {
                     unacked.insert(*s);
@@ -238,7 +282,10 @@ pub fn check(
         for (offset, seq) in m {
             if !have.is_some_and(|h| h.contains(offset)) {
                 f.lost_from_history += 1;
-                example(&mut f, format!("ack {room}#{offset} (seq {seq}) is in no node's history"));
+                example(
+                    &mut f,
+                    format!("ack {room}#{offset} (seq {seq}) is in no node's history"),
+                );
             }
         }
         let fl = final_last.entry(room.clone()).or_default();
@@ -263,10 +310,22 @@ pub fn check(
                 f.duplicates_before_dedup += 1;
                 continue;
             }
-            note(&mut f, &c.room, d.offset, d.seq, format!("client {} via node {}", c.id, d.node));
+            note(
+                &mut f,
+                &c.room,
+                d.offset,
+                d.seq,
+                format!("client {} via node {}", c.id, d.node),
+            );
             if d.offset < max_applied {
                 f.order_breaks += 1;
-                example(&mut f, format!("client {}: offset {} applied after {max_applied}", c.id, d.offset));
+                example(
+                    &mut f,
+                    format!(
+                        "client {}: offset {} applied after {max_applied}",
+                        c.id, d.offset
+                    ),
+                );
             }
             max_applied = max_applied.max(d.offset);
             if let Some(sent) = d.seq.and_then(|s| emit_sent.get(&s)) {
@@ -280,7 +339,10 @@ pub fn check(
             for (offset, seq) in m.range(start + 1..) {
                 if !seen.contains(offset) {
                     f.lost += 1;
-                    example(&mut f, format!("client {} never got {}#{offset} (seq {seq})", c.id, c.room));
+                    example(
+                        &mut f,
+                        format!("client {} never got {}#{offset} (seq {seq})", c.id, c.room),
+                    );
                 }
             }
         }
@@ -292,7 +354,10 @@ pub fn check(
         f.duplicates_after_dedup += offsets.len() as u64 - 1;
         let mut o: Vec<&u64> = offsets.iter().collect();
         o.sort();
-        example(&mut f, format!("seq {seq} committed in {room} at offsets {o:?}"));
+        example(
+            &mut f,
+            format!("seq {seq} committed in {room} at offsets {o:?}"),
+        );
     }
     let mut ep: Vec<String> = epochs.into_iter().filter(|e| !e.is_empty()).collect();
     ep.sort();
@@ -333,7 +398,12 @@ fn timeline(emits: &[EmitRecord], lat: &[(f64, f64)]) -> Vec<Bucket> {
         .chain(lat.iter().map(|p| p.0))
         .fold(0.0, f64::max);
     let n = (end / 1000.0).ceil() as usize + 1;
-    let mut b: Vec<Bucket> = (0..n).map(|t| Bucket { t_s: t as u64, ..Bucket::default() }).collect();
+    let mut b: Vec<Bucket> = (0..n)
+        .map(|t| Bucket {
+            t_s: t as u64,
+            ..Bucket::default()
+        })
+        .collect();
     for e in emits {
         let k = ((e.done_ms / 1000.0) as usize).min(n - 1);
         match e.outcome {
@@ -363,11 +433,21 @@ fn recoveries(f: &mut Findings, emits: &[EmitRecord], faults: &[FaultRecord]) {
             .map(|e| e.done_ms - fault.start_ms)
             .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.min(x))));
         if let Some(ms) = ms {
-            by_kind.entry(fault.kind.name().to_owned()).or_default().push(ms);
+            by_kind
+                .entry(fault.kind.name().to_owned())
+                .or_default()
+                .push(ms);
         }
-        f.recovery.push(Recovery { fault: k + 1, kind: fault.kind.name().to_owned(), ms });
+        f.recovery.push(Recovery {
+            fault: k + 1,
+            kind: fault.kind.name().to_owned(),
+            ms,
+        });
     }
-    f.recovery_by_kind = by_kind.into_iter().map(|(k, v)| (k, Percentiles::of(v))).collect();
+    f.recovery_by_kind = by_kind
+        .into_iter()
+        .map(|(k, v)| (k, Percentiles::of(v)))
+        .collect();
 }
 
 #[cfg(test)]

@@ -11,7 +11,10 @@ fn ok(seq: u64, offset: u64, sent: f64) -> EmitRecord {
         node: 1,
         sent_ms: sent,
         done_ms: sent + 5.0,
-        outcome: EmitOutcome::Ok { offset, epoch: "E".into() },
+        outcome: EmitOutcome::Ok {
+            offset,
+            epoch: "E".into(),
+        },
     }
 }
 
@@ -44,7 +47,9 @@ fn hist(node: u64, n: u64) -> NodeHistory {
         node,
         room: "user:a".into(),
         epoch: "E".into(),
-        events: (1..=n).map(|o| (o, "trade:executed".to_owned(), Some(o))).collect(),
+        events: (1..=n)
+            .map(|o| (o, "trade:executed".to_owned(), Some(o)))
+            .collect(),
     }
 }
 
@@ -52,9 +57,19 @@ fn hist(node: u64, n: u64) -> NodeHistory {
 fn a_clean_run_passes() {
     let emits: Vec<_> = (1..=3).map(|i| ok(i, i, i as f64)).collect();
     // A reconnect: live 3 raced the replay of 2..3, all before the confirmation.
-    let c = client(vec![d(1, 1, 1, false), d(3, 3, 2, true), d(2, 2, 2, true), d(3, 3, 2, true)]);
+    let c = client(vec![
+        d(1, 1, 1, false),
+        d(3, 3, 2, true),
+        d(2, 2, 2, true),
+        d(3, 3, 2, true),
+    ]);
     let f = check(&emits, &[c], &[hist(1, 3), hist(2, 3)], &[]);
-    assert!(f.failures().is_empty(), "{:?} {:?}", f.failures(), f.examples);
+    assert!(
+        f.failures().is_empty(),
+        "{:?} {:?}",
+        f.failures(),
+        f.examples
+    );
     assert_eq!(f.duplicates_before_dedup, 1);
     assert!(f.histories_agree);
 }
@@ -62,7 +77,11 @@ fn a_clean_run_passes() {
 #[test]
 fn loss_order_and_split_brain_are_found() {
     let emits: Vec<_> = (1..=4).map(|i| ok(i, i, i as f64)).collect();
-    let c = client(vec![d(1, 1, 1, false), d(3, 3, 1, false), d(2, 2, 1, false)]);
+    let c = client(vec![
+        d(1, 1, 1, false),
+        d(3, 3, 1, false),
+        d(2, 2, 1, false),
+    ]);
     let mut h2 = hist(2, 4);
     h2.events[3].2 = Some(99);
     let f = check(&emits, &[c], &[hist(1, 4), h2], &[]);
@@ -84,7 +103,10 @@ fn a_seq_at_two_offsets_is_a_duplicate_after_dedup() {
 #[test]
 fn recovery_is_time_to_next_ok_emit() {
     let mut emits = vec![ok(1, 1, 0.0), ok(2, 2, 1500.0)];
-    emits.push(EmitRecord { outcome: EmitOutcome::Refused, ..ok(3, 0, 1100.0) });
+    emits.push(EmitRecord {
+        outcome: EmitOutcome::Refused,
+        ..ok(3, 0, 1100.0)
+    });
     let fault = FaultRecord {
         kind: FaultKind::KillLeader,
         nodes: vec![1],

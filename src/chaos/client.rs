@@ -71,7 +71,9 @@ impl Progress {
 
     fn since(&self) -> Value {
         match (&self.start, &self.epoch) {
-            (Some(_), Some(epoch)) => json!({ "since": { "offset": self.contiguous, "epoch": epoch } }),
+            (Some(_), Some(epoch)) => {
+                json!({ "since": { "offset": self.contiguous, "epoch": epoch } })
+            }
             _ => json!({}),
         }
     }
@@ -150,36 +152,42 @@ async fn next_text(ws: &mut Ws, limit: Duration) -> Result<String, String> {
 /// Opens the WebSocket and the Socket.IO session; returns it and the silence after which
 /// the connection counts as dead (ping interval + ping timeout).
 async fn connect(spec: &ClientSpec, port: u16) -> Result<(Ws, Duration), String> {
-    let tcp = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(("127.0.0.1", port)))
-        .await
-        .map_err(|_| "TCP connect timed out".to_owned())?
-        .map_err(|e| e.to_string())?;
-    let _ = tcp.set_nodelay(true);
-    let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio::time::timeout(
-        Duration::from_secs(2),
-        client_async(url, tcp),
+    let tcp = tokio::time::timeout(
+        Duration::from_secs(1),
+        TcpStream::connect(("127.0.0.1", port)),
     )
     .await
-    .map_err(|_| "WebSocket handshake timed out".to_owned())?
+    .map_err(|_| "TCP connect timed out".to_owned())?
     .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
+    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(2), client_async(url, tcp))
+        .await
+        .map_err(|_| "WebSocket handshake timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
     let open = next_text(&mut ws, Duration::from_secs(2)).await?;
     let hs: Value = open
         .strip_prefix('0')
         .and_then(|j| serde_json::from_str(j).ok())
         .ok_or_else(|| format!("bad open packet {open:.80}"))?;
     let idle = Duration::from_millis(
-        hs["pingInterval"].as_u64().unwrap_or(25_000) + hs["pingTimeout"].as_u64().unwrap_or(20_000) + 500,
+        hs["pingInterval"].as_u64().unwrap_or(25_000)
+            + hs["pingTimeout"].as_u64().unwrap_or(20_000)
+            + 500,
     );
     let auth = format!("40{}", json!({ "sessionId": spec.session }));
-    ws.send(Message::Text(auth.into())).await.map_err(|e| e.to_string())?;
+    ws.send(Message::Text(auth.into()))
+        .await
+        .map_err(|e| e.to_string())?;
     // The node may hold the CONNECT until it is ready (≤ 5 s).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(7);
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let t = next_text(&mut ws, left).await?;
         if t == "2" {
-            ws.send(Message::Text("3".into())).await.map_err(|e| e.to_string())?;
+            ws.send(Message::Text("3".into()))
+                .await
+                .map_err(|e| e.to_string())?;
         } else if t.starts_with("40") {
             return Ok((ws, idle));
         } else if t.starts_with("44") {
@@ -200,15 +208,22 @@ struct Conn<'a> {
 
 impl Conn<'_> {
     async fn send(&mut self, text: String) -> Result<(), String> {
-        self.ws.send(Message::Text(text.into())).await.map_err(|e| e.to_string())
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .map_err(|e| e.to_string())
     }
 
     /// Subscribes, then reads until the connection dies or the run stops.
     async fn serve(&mut self, stop: &mut watch::Receiver<bool>) -> Result<(), String> {
         let since = self.progress.since();
-        self.send(format!("42{}", json!(["subscribe:trades", since]))).await?;
-        self.send(format!("42{}", json!(["subscribe:watchlist", { "symbols": [QUOTE_SYMBOL] }])))
+        self.send(format!("42{}", json!(["subscribe:trades", since])))
             .await?;
+        self.send(format!(
+            "42{}",
+            json!(["subscribe:watchlist", { "symbols": [QUOTE_SYMBOL] }])
+        ))
+        .await?;
         let mut confirmed = false;
         loop {
             let msg = tokio::select! {
@@ -233,10 +248,14 @@ impl Conn<'_> {
             if text.starts_with("41") {
                 return Err("disconnected by the server".into());
             }
-            let Some(rest) = text.strip_prefix("42") else { continue };
+            let Some(rest) = text.strip_prefix("42") else {
+                continue;
+            };
             let body = rest.trim_start_matches(|c: char| c.is_ascii_digit());
             let Ok(Value::Array(args)) = serde_json::from_str::<Value>(body) else {
-                self.log.lock().error(format!("bad event packet {text:.120}"));
+                self.log
+                    .lock()
+                    .error(format!("bad event packet {text:.120}"));
                 continue;
             };
             match args.first().and_then(Value::as_str).unwrap_or_default() {

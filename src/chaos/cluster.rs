@@ -38,7 +38,10 @@ impl View {
     /// Indexes of the nodes that are up, starting the rotation at `from`.
     pub fn up_from(&self, from: usize) -> Vec<usize> {
         let n = self.nodes.len();
-        (0..n).map(|k| (from + k) % n).filter(|i| self.is_up(*i)).collect()
+        (0..n)
+            .map(|k| (from + k) % n)
+            .filter(|i| self.is_up(*i))
+            .collect()
     }
 }
 
@@ -65,8 +68,8 @@ pub struct Cluster {
 }
 
 fn free_port() -> Result<u16, ChaosError> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")
-        .map_err(|e| ChaosError::io("127.0.0.1:0", e))?;
+    let l =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| ChaosError::io("127.0.0.1:0", e))?;
     l.local_addr()
         .map(|a| a.port())
         .map_err(|e| ChaosError::io("127.0.0.1:0", e))
@@ -165,13 +168,20 @@ impl Cluster {
 
     /// Base URL of node `i`.
     pub fn url(&self, i: usize) -> String {
-        format!("http://127.0.0.1:{}", self.nodes.get(i).map(|n| n.port).unwrap_or(0))
+        format!(
+            "http://127.0.0.1:{}",
+            self.nodes.get(i).map(|n| n.port).unwrap_or(0)
+        )
     }
 
     /// Starts (or restarts) node `i`'s process; does not wait for it to be ready.
     pub fn spawn(&mut self, i: usize) -> Result<(), ChaosError> {
         let peers = self.peers.clone();
-        let (binary, api_key, secret) = (self.binary.clone(), self.api_key.clone(), self.secret.clone());
+        let (binary, api_key, secret) = (
+            self.binary.clone(),
+            self.api_key.clone(),
+            self.secret.clone(),
+        );
         let node = self
             .nodes
             .get_mut(i)
@@ -218,7 +228,13 @@ impl Cluster {
         let deadline = Instant::now() + limit;
         let url = format!("{}/readyz", self.url(i));
         while Instant::now() < deadline {
-            if let Ok(r) = self.http.get(&url).timeout(Duration::from_secs(1)).send().await {
+            if let Ok(r) = self
+                .http
+                .get(&url)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await
+            {
                 if r.status().as_u16() == 200 {
                     self.view.set_up(i, true);
                     return true;
@@ -275,10 +291,14 @@ impl Cluster {
             .nodes
             .get_mut(i)
             .ok_or_else(|| ChaosError::Args(format!("no node index {i}")))?;
-        let pid = node.child.as_ref().and_then(Child::id).ok_or_else(|| ChaosError::Node {
-            node: node.id,
-            message: "not running".into(),
-        })?;
+        let pid = node
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .ok_or_else(|| ChaosError::Node {
+                node: node.id,
+                message: "not running".into(),
+            })?;
         let sig = if stop { "-STOP" } else { "-CONT" };
         let status = Command::new("kill")
             .args([sig, &pid.to_string()])
@@ -339,7 +359,13 @@ impl Cluster {
     }
 
     /// `POST /cluster/fault` on node `i`.
-    pub async fn fault(&self, i: usize, action: &str, peer: Option<u64>, delay_ms: Option<u64>) -> Result<(), ChaosError> {
+    pub async fn fault(
+        &self,
+        i: usize,
+        action: &str,
+        peer: Option<u64>,
+        delay_ms: Option<u64>,
+    ) -> Result<(), ChaosError> {
         let body = json!({ "action": action, "peer": peer, "delayMs": delay_ms });
         let r = self
             .http
@@ -386,7 +412,11 @@ impl Cluster {
     }
 
     /// A room's whole retained history on node `i`: `(epoch, [(offset, event, seq)])`.
-    pub async fn history(&self, i: usize, room: &str) -> Result<(String, Vec<(u64, String, Option<u64>)>), ChaosError> {
+    pub async fn history(
+        &self,
+        i: usize,
+        room: &str,
+    ) -> Result<(String, Vec<(u64, String, Option<u64>)>), ChaosError> {
         let what = format!("history of {room} on node {}", self.id(i));
         let r = self
             .http
@@ -422,7 +452,11 @@ impl Cluster {
     pub async fn last_offset(&self, i: usize, room: &str) -> Option<u64> {
         let r = self
             .http
-            .get(format!("{}/api/rooms/{room}/history?since={}", self.url(i), u64::MAX / 2))
+            .get(format!(
+                "{}/api/rooms/{room}/history?since={}",
+                self.url(i),
+                u64::MAX / 2
+            ))
             .bearer_auth(&self.api_key)
             .timeout(Duration::from_secs(2))
             .send()

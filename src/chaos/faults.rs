@@ -42,7 +42,9 @@ pub async fn inject(
 ) -> Result<Injected, ChaosError> {
     let up = cluster.view.up_from(0);
     if up.is_empty() {
-        return Err(ChaosError::NotReady("no node is up to inject a fault into".into()));
+        return Err(ChaosError::NotReady(
+            "no node is up to inject a fault into".into(),
+        ));
     }
     let leader = cluster.leader().await.filter(|l| up.contains(l));
     let leader_before = leader.map(|l| cluster.id(l));
@@ -70,10 +72,18 @@ pub async fn inject(
             };
             cluster.kill(target).await?;
             let id = cluster.id(target);
-            injected(vec![id], format!("SIGKILL node {id}"), Undo::Restart(target))
+            injected(
+                vec![id],
+                format!("SIGKILL node {id}"),
+                Undo::Restart(target),
+            )
         }
         FaultKind::PauseLeader | FaultKind::PauseFollower => {
-            let target = if kind == FaultKind::PauseLeader { lead } else { follower };
+            let target = if kind == FaultKind::PauseLeader {
+                lead
+            } else {
+                follower
+            };
             cluster.signal_pause(target, true).await?;
             let id = cluster.id(target);
             injected(vec![id], format!("SIGSTOP node {id}"), Undo::Resume(target))
@@ -87,10 +97,16 @@ pub async fn inject(
                     touched.push(i);
                 }
             }
-            injected(vec![l_id], format!("isolate node {l_id} from every peer"), Undo::Heal(touched))
+            injected(
+                vec![l_id],
+                format!("isolate node {l_id} from every peer"),
+                Undo::Heal(touched),
+            )
         }
         FaultKind::OneWay => {
-            cluster.fault(lead, "drop_outgoing", Some(f_id), None).await?;
+            cluster
+                .fault(lead, "drop_outgoing", Some(f_id), None)
+                .await?;
             injected(
                 vec![l_id, f_id],
                 format!("drop what node {l_id} sends to node {f_id}"),
@@ -98,8 +114,12 @@ pub async fn inject(
             )
         }
         FaultKind::SlowLink => {
-            cluster.fault(lead, "delay", Some(f_id), Some(SLOW_LINK_MS)).await?;
-            cluster.fault(follower, "delay", Some(l_id), Some(SLOW_LINK_MS)).await?;
+            cluster
+                .fault(lead, "delay", Some(f_id), Some(SLOW_LINK_MS))
+                .await?;
+            cluster
+                .fault(follower, "delay", Some(l_id), Some(SLOW_LINK_MS))
+                .await?;
             injected(
                 vec![l_id, f_id],
                 format!("delay node {l_id} <-> node {f_id} by {SLOW_LINK_MS} ms each way"),
@@ -113,7 +133,12 @@ pub async fn inject(
 fn busiest(cluster: &Cluster, up: &[usize], client_nodes: &[u64], dice: &mut Dice) -> usize {
     let counts: Vec<(usize, usize)> = up
         .iter()
-        .map(|&i| (i, client_nodes.iter().filter(|n| **n == cluster.id(i)).count()))
+        .map(|&i| {
+            (
+                i,
+                client_nodes.iter().filter(|n| **n == cluster.id(i)).count(),
+            )
+        })
         .collect();
     let best = counts.iter().map(|c| c.1).max().unwrap_or(0);
     let top: Vec<usize> = counts.iter().filter(|c| c.1 == best).map(|c| c.0).collect();

@@ -40,7 +40,13 @@ pub fn room_of(user: &str) -> String {
 }
 
 /// Emits at `rate` per second until `stop`; waits (bounded) for the emits in flight.
-pub async fn publish(target: Target, users: Vec<String>, rate: u32, journal: Arc<Journal>, mut stop: watch::Receiver<bool>) {
+pub async fn publish(
+    target: Target,
+    users: Vec<String>,
+    rate: u32,
+    journal: Arc<Journal>,
+    mut stop: watch::Receiver<bool>,
+) {
     if rate == 0 || users.is_empty() {
         return;
     }
@@ -74,7 +80,9 @@ pub async fn publish(target: Target, users: Vec<String>, rate: u32, journal: Arc
                 node: 0,
                 sent_ms: now,
                 done_ms: now,
-                outcome: EmitOutcome::NoAnswer { reason: "no node up".into() },
+                outcome: EmitOutcome::NoAnswer {
+                    reason: "no node up".into(),
+                },
             });
             continue;
         };
@@ -107,7 +115,11 @@ async fn emit_one(t: &Target, i: usize, user: &str, seq: u64, journal: &Journal)
         .await;
     let outcome = match r {
         Err(e) => EmitOutcome::NoAnswer {
-            reason: if e.is_timeout() { "timed out".into() } else { e.to_string() },
+            reason: if e.is_timeout() {
+                "timed out".into()
+            } else {
+                e.to_string()
+            },
         },
         Ok(r) => match r.status().as_u16() {
             200 => match r.json::<Value>().await {
@@ -116,9 +128,13 @@ async fn emit_one(t: &Target, i: usize, user: &str, seq: u64, journal: &Journal)
                         offset,
                         epoch: v["epoch"].as_str().unwrap_or_default().to_owned(),
                     },
-                    None => EmitOutcome::NoAnswer { reason: format!("200 without offset: {v}") },
+                    None => EmitOutcome::NoAnswer {
+                        reason: format!("200 without offset: {v}"),
+                    },
                 },
-                Err(e) => EmitOutcome::NoAnswer { reason: format!("200 with a bad body: {e}") },
+                Err(e) => EmitOutcome::NoAnswer {
+                    reason: format!("200 with a bad body: {e}"),
+                },
             },
             503 => EmitOutcome::Refused,
             status => EmitOutcome::Status { status },
@@ -135,7 +151,12 @@ async fn emit_one(t: &Target, i: usize, user: &str, seq: u64, journal: &Journal)
 }
 
 /// Posts quotes at `rate` per second until `stop` (fire and forget, counted).
-pub async fn quotes(target: Target, rate: u32, journal: Arc<Journal>, mut stop: watch::Receiver<bool>) {
+pub async fn quotes(
+    target: Target,
+    rate: u32,
+    journal: Arc<Journal>,
+    mut stop: watch::Receiver<bool>,
+) {
     if rate == 0 {
         return;
     }
@@ -152,8 +173,12 @@ pub async fn quotes(target: Target, rate: u32, journal: Arc<Journal>, mut stop: 
             break;
         }
         n += 1;
-        let Some(i) = target.view.up_from(n as usize).first().copied() else { continue };
-        let Ok(permit) = permits.clone().try_acquire_owned() else { continue };
+        let Some(i) = target.view.up_from(n as usize).first().copied() else {
+            continue;
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
         let (t, j) = (target.clone(), journal.clone());
         tokio::spawn(async move {
             let _permit = permit;

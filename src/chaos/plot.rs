@@ -23,7 +23,10 @@ fn register_font() -> bool {
     static DONE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *DONE.get_or_init(|| {
         let env_font = std::env::var("RAFTCAST_CHAOS_FONT").ok();
-        let candidates = env_font.iter().map(String::as_str).chain(FONT_CANDIDATES.iter().copied());
+        let candidates = env_font
+            .iter()
+            .map(String::as_str)
+            .chain(FONT_CANDIDATES.iter().copied());
         for path in candidates {
             if let Ok(bytes) = std::fs::read(path) {
                 // plotters keeps a &'static reference: the font lives for the whole process.
@@ -43,7 +46,12 @@ fn fault_color(i: usize) -> RGBAColor {
 }
 
 /// Draws the timeline to `path`.
-pub fn draw(path: &Path, timeline: &[Bucket], faults: &[FaultRecord], title: &str) -> Result<(), ChaosError> {
+pub fn draw(
+    path: &Path,
+    timeline: &[Bucket],
+    faults: &[FaultRecord],
+    title: &str,
+) -> Result<(), ChaosError> {
     let e = |e: &dyn std::fmt::Display| ChaosError::Plot(e.to_string());
     let text = register_font();
     let root = BitMapBackend::new(path, (1400, 900)).into_drawing_area();
@@ -60,13 +68,22 @@ pub fn draw(path: &Path, timeline: &[Bucket], faults: &[FaultRecord], title: &st
         .map(|b| (b.ok + b.refused + b.failed) as f64)
         .fold(1.0, f64::max)
         * 1.1;
-    let lat_max = timeline.iter().map(|b| b.delivery_max_ms).fold(1.0, f64::max) * 1.1;
+    let lat_max = timeline
+        .iter()
+        .map(|b| b.delivery_max_ms)
+        .fold(1.0, f64::max)
+        * 1.1;
 
-    let panels: [(&str, f64); 2] = [("emits per second", rate_max), ("delivery latency (ms)", lat_max)];
+    let panels: [(&str, f64); 2] = [
+        ("emits per second", rate_max),
+        ("delivery latency (ms)", lat_max),
+    ];
     for (k, (area, (label, y_max))) in areas.iter().zip(panels).enumerate() {
         let mut b = ChartBuilder::on(area);
         b.margin(12).x_label_area_size(35).y_label_area_size(60);
-        let mut chart = b.build_cartesian_2d(0.0..t_max, 0.0..y_max).map_err(|x| e(&x))?;
+        let mut chart = b
+            .build_cartesian_2d(0.0..t_max, 0.0..y_max)
+            .map_err(|x| e(&x))?;
         let mut mesh = chart.configure_mesh();
         if text {
             mesh.x_desc("time since load start (s)").y_desc(label);
@@ -75,9 +92,15 @@ pub fn draw(path: &Path, timeline: &[Bucket], faults: &[FaultRecord], title: &st
         }
         mesh.draw().map_err(|x| e(&x))?;
         for (i, f) in faults.iter().enumerate() {
-            let (a, z) = (f.start_ms / 1000.0, (f.end_ms / 1000.0).max(f.start_ms / 1000.0 + 0.2));
+            let (a, z) = (
+                f.start_ms / 1000.0,
+                (f.end_ms / 1000.0).max(f.start_ms / 1000.0 + 0.2),
+            );
             chart
-                .draw_series(std::iter::once(Rectangle::new([(a, 0.0), (z, y_max)], fault_color(i).filled())))
+                .draw_series(std::iter::once(Rectangle::new(
+                    [(a, 0.0), (z, y_max)],
+                    fault_color(i).filled(),
+                )))
                 .map_err(|x| e(&x))?;
             if text && k == 0 {
                 chart
@@ -93,7 +116,11 @@ pub fn draw(path: &Path, timeline: &[Bucket], faults: &[FaultRecord], title: &st
             vec![
                 ("200", GREEN, Box::new(|b: &Bucket| b.ok as f64)),
                 ("503", RED, Box::new(|b: &Bucket| b.refused as f64)),
-                ("no answer/other", BLACK, Box::new(|b: &Bucket| b.failed as f64)),
+                (
+                    "no answer/other",
+                    BLACK,
+                    Box::new(|b: &Bucket| b.failed as f64),
+                ),
             ]
         } else {
             vec![
@@ -109,8 +136,9 @@ pub fn draw(path: &Path, timeline: &[Bucket], faults: &[FaultRecord], title: &st
                 ))
                 .map_err(|x| e(&x))?;
             if text {
-                s.label(name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                s.label(name).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
             }
         }
         if text {

@@ -135,7 +135,10 @@ impl Journal {
         Journal {
             start: Instant::now(),
             emits: Mutex::new(Vec::new()),
-            clients: clients.into_iter().map(|c| Arc::new(Mutex::new(c))).collect(),
+            clients: clients
+                .into_iter()
+                .map(|c| Arc::new(Mutex::new(c)))
+                .collect(),
             faults: Mutex::new(Vec::new()),
             quotes: Mutex::new(QuoteStats::default()),
             skipped: Mutex::new(0),

@@ -57,7 +57,8 @@ pub struct Report {
 impl Report {
     /// Writes the JSON report.
     pub fn write_json(&self, path: &Path) -> Result<(), ChaosError> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| ChaosError::Report(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(self).map_err(|e| ChaosError::Report(e.to_string()))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| ChaosError::io(dir, e))?;
         }
@@ -74,10 +75,23 @@ impl Report {
         };
         let line = format!("├{}┼{}┤", "─".repeat(36), "─".repeat(42));
         let mut out = format!("┌{}┬{}┐\n", "─".repeat(36), "─".repeat(42));
-        row("verdict", if self.verdict.passed { "PASS".into() } else { "FAIL".into() });
+        row(
+            "verdict",
+            if self.verdict.passed {
+                "PASS".into()
+            } else {
+                "FAIL".into()
+            },
+        );
         row("seed", s.seed.to_string());
-        row("nodes / clients / users", format!("{} / {} / {}", s.nodes, s.clients, s.users));
-        row("fault time / wall time", format!("{:.0} s / {:.0} s", s.duration_s, self.wall_s));
+        row(
+            "nodes / clients / users",
+            format!("{} / {} / {}", s.nodes, s.clients, s.users),
+        );
+        row(
+            "fault time / wall time",
+            format!("{:.0} s / {:.0} s", s.duration_s, self.wall_s),
+        );
         row("faults injected", self.faults.len().to_string());
         out.push_str(&t);
         t.clear();
@@ -89,30 +103,58 @@ impl Report {
         };
         row("emits sent", e.total.to_string());
         row("  answered 200", e.ok.to_string());
-        row("  refused 503 (counted, not lost)", e.refused503.to_string());
-        row("  no answer / other status", format!("{} / {}", e.no_answer, e.other_status));
+        row(
+            "  refused 503 (counted, not lost)",
+            e.refused503.to_string(),
+        );
+        row(
+            "  no answer / other status",
+            format!("{} / {}", e.no_answer, e.other_status),
+        );
         row("  committed without a 200", e.committed_unacked.to_string());
-        row("  skipped (too many in flight)", self.skipped_emits.to_string());
+        row(
+            "  skipped (too many in flight)",
+            self.skipped_emits.to_string(),
+        );
         row("deliveries received", f.deliveries.to_string());
         row("lost (acked, not delivered)", f.lost.to_string());
         row("lost from node histories", f.lost_from_history.to_string());
-        row("duplicates before dedup", f.duplicates_before_dedup.to_string());
-        row("duplicates after dedup", f.duplicates_after_dedup.to_string());
+        row(
+            "duplicates before dedup",
+            f.duplicates_before_dedup.to_string(),
+        );
+        row(
+            "duplicates after dedup",
+            f.duplicates_after_dedup.to_string(),
+        );
         row("ordering breaks", f.order_breaks.to_string());
         row("gaps left unfilled", f.gaps_unfilled.to_string());
         row("split brain (offset conflicts)", f.conflicts.to_string());
         row("epochs", f.epochs.len().to_string());
         row("node histories agree", f.histories_agree.to_string());
         row("emit latency ms (p50/p99/max)", pct(&f.emit_latency_ms));
-        row("delivery latency ms (p50/p99/max)", pct(&f.delivery_latency_ms));
+        row(
+            "delivery latency ms (p50/p99/max)",
+            pct(&f.delivery_latency_ms),
+        );
         for (kind, p) in &f.recovery_by_kind {
-            row(&format!("fault→next 200 ms: {kind}"), format!("n={} {}", p.count, pct(p)));
+            row(
+                &format!("fault→next 200 ms: {kind}"),
+                format!("n={} {}", p.count, pct(p)),
+            );
         }
         let q = &self.quotes;
-        row("quotes sent / accepted / failed", format!("{} / {} / {}", q.sent, q.accepted, q.failed));
+        row(
+            "quotes sent / accepted / failed",
+            format!("{} / {} / {}", q.sent, q.accepted, q.failed),
+        );
         let got: u64 = self.clients.iter().map(|c| c.quotes).sum();
         row("quote updates received", got.to_string());
-        let reconnects: u32 = self.clients.iter().map(|c| c.connects.saturating_sub(1)).sum();
+        let reconnects: u32 = self
+            .clients
+            .iter()
+            .map(|c| c.connects.saturating_sub(1))
+            .sum();
         row("client reconnects", reconnects.to_string());
         out.push_str(&t);
         out.push_str(&format!("└{}┴{}┘\n", "─".repeat(36), "─".repeat(42)));

@@ -67,14 +67,21 @@ pub async fn execute(args: ChaosArgs, show_progress: bool) -> Result<Outcome, Ch
     let mut dice = Dice::new(seed);
     let mut cluster = Cluster::new(binary.clone(), args.nodes, seed)?;
     let bar = progress_bar(show_progress, args.duration);
-    bar.set_message(format!("seed {seed}: starting {} nodes in {}", args.nodes, cluster.dir.display()));
+    bar.set_message(format!(
+        "seed {seed}: starting {} nodes in {}",
+        args.nodes,
+        cluster.dir.display()
+    ));
     let result = drive(&args, &kinds, seed, &mut dice, &mut cluster, &bar).await;
     bar.finish_and_clear();
     cluster.stop_all().await;
     let (journal, histories, notes) = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("chaos: run aborted; node logs are in {}", cluster.dir.display());
+            eprintln!(
+                "chaos: run aborted; node logs are in {}",
+                cluster.dir.display()
+            );
             return Err(e);
         }
     };
@@ -114,24 +121,46 @@ pub async fn execute(args: ChaosArgs, show_progress: bool) -> Result<Outcome, Ch
         data_dir: keep.then(|| cluster.dir.display().to_string()),
     };
     report.write_json(&args.out)?;
-    let plot_path = args.plot.clone().unwrap_or_else(|| args.out.with_extension("png"));
-    let title = format!("raftcast chaos — seed {seed}, {} nodes, {} faults", args.nodes, report.faults.len());
-    let plot = match plot::draw(&plot_path, &report.findings.timeline, &report.faults, &title) {
+    let plot_path = args
+        .plot
+        .clone()
+        .unwrap_or_else(|| args.out.with_extension("png"));
+    let title = format!(
+        "raftcast chaos — seed {seed}, {} nodes, {} faults",
+        args.nodes,
+        report.faults.len()
+    );
+    let plot = match plot::draw(
+        &plot_path,
+        &report.findings.timeline,
+        &report.faults,
+        &title,
+    ) {
         Ok(()) => Some(plot_path),
         Err(e) => {
             eprintln!("chaos: no plot: {e}");
             None
         }
     };
-    Ok(Outcome { report, json: args.out.clone(), plot })
+    Ok(Outcome {
+        report,
+        json: args.out.clone(),
+        plot,
+    })
 }
 
 fn progress_bar(show: bool, duration: Duration) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(
         Some(duration.as_secs().max(1)),
-        if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+        if show {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
     );
-    if let Ok(style) = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len}s {msg}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len}s {msg}")
+    {
         bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(200));
@@ -171,12 +200,20 @@ async fn drive(
     }
     for i in 0..cluster.len() {
         if !cluster.wait_ready(i, FORM_TIMEOUT).await {
-            let log = cluster.log_path(i).map(|p| p.display().to_string()).unwrap_or_default();
-            return Err(ChaosError::NotReady(format!("node {} not ready (log: {log})", cluster.id(i))));
+            let log = cluster
+                .log_path(i)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            return Err(ChaosError::NotReady(format!(
+                "node {} not ready (log: {log})",
+                cluster.id(i)
+            )));
         }
     }
     // 2. Users, sessions, clients.
-    let users: Vec<String> = (0..args.users).map(|u| format!("chaos-{seed}-{u}")).collect();
+    let users: Vec<String> = (0..args.users)
+        .map(|u| format!("chaos-{seed}-{u}"))
+        .collect();
     let mut sessions = Vec::new();
     for u in &users {
         sessions.push(cluster.create_session(u).await?);
@@ -200,20 +237,47 @@ async fn drive(
             home: id % cluster.len(),
         };
         let log = journal.clients[id].clone();
-        tasks.push(tokio::spawn(client::run(spec, cluster.view.clone(), journal.clone(), log, clients_rx.clone())));
+        tasks.push(tokio::spawn(client::run(
+            spec,
+            cluster.view.clone(),
+            journal.clone(),
+            log,
+            clients_rx.clone(),
+        )));
     }
     let deadline = Instant::now() + Duration::from_secs(20);
-    while journal.clients.iter().any(|c| c.lock().start_offset.is_none()) {
+    while journal
+        .clients
+        .iter()
+        .any(|c| c.lock().start_offset.is_none())
+    {
         if Instant::now() > deadline {
-            return Err(ChaosError::NotReady("clients did not subscribe within 20 s".into()));
+            return Err(ChaosError::NotReady(
+                "clients did not subscribe within 20 s".into(),
+            ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // 3. The load.
-    let target = Target { view: cluster.view.clone(), http: cluster.http.clone(), api_key: cluster.api_key.clone() };
+    let target = Target {
+        view: cluster.view.clone(),
+        http: cluster.http.clone(),
+        api_key: cluster.api_key.clone(),
+    };
     let (stop_load, load_rx) = watch::channel(false);
-    let publisher = tokio::spawn(load::publish(target.clone(), users.clone(), args.rate, journal.clone(), load_rx.clone()));
-    let quoter = tokio::spawn(load::quotes(target, args.quote_rate, journal.clone(), load_rx));
+    let publisher = tokio::spawn(load::publish(
+        target.clone(),
+        users.clone(),
+        args.rate,
+        journal.clone(),
+        load_rx.clone(),
+    ));
+    let quoter = tokio::spawn(load::quotes(
+        target,
+        args.quote_rate,
+        journal.clone(),
+        load_rx,
+    ));
     let phase = Arc::new(Mutex::new(String::from("warm-up")));
     let ticker = tokio::spawn(tick_progress(bar.clone(), journal.clone(), phase.clone()));
     tokio::time::sleep(WARMUP).await;
@@ -225,11 +289,16 @@ async fn drive(
     for (k, kind) in schedule.iter().enumerate() {
         let at = t0 + args.fault_every * k as u32;
         tokio::time::sleep_until(at.into()).await;
-        let client_nodes: Vec<u64> = journal.clients.iter().filter_map(|c| c.lock().nodes.last().copied()).collect();
-        let start_ms = journal.now_ms();
+        let client_nodes: Vec<u64> = journal
+            .clients
+            .iter()
+            .filter_map(|c| c.lock().nodes.last().copied())
+            .collect();
         *phase.lock() = format!("fault {}/{}: {kind}", k + 1, schedule.len());
         match faults::inject(*kind, cluster, dice, &client_nodes).await {
             Ok(inj) => {
+                // The fault is in force from here (recovery times are measured from it).
+                let start_ms = journal.now_ms();
                 tokio::time::sleep(args.fault_hold).await;
                 if let Err(e) = faults::undo(cluster, &inj.undo).await {
                     notes.push(format!("undo of fault {} ({kind}): {e}", k + 1));
@@ -262,7 +331,10 @@ async fn drive(
     *phase.lock() = "settling".into();
     let rooms: Vec<String> = users.iter().map(|u| room_of(u)).collect();
     if !settle(cluster, &journal, &rooms, args.settle).await {
-        notes.push(format!("not everything caught up within --settle {}", humantime::format_duration(args.settle)));
+        notes.push(format!(
+            "not everything caught up within --settle {}",
+            humantime::format_duration(args.settle)
+        ));
     }
     let _ = stop_clients.send(true);
     for t in tasks {
@@ -276,7 +348,12 @@ async fn drive(
     for i in 0..cluster.len() {
         for room in &rooms {
             match cluster.history(i, room).await {
-                Ok((epoch, events)) => histories.push(NodeHistory { node: cluster.id(i), room: room.clone(), epoch, events }),
+                Ok((epoch, events)) => histories.push(NodeHistory {
+                    node: cluster.id(i),
+                    room: room.clone(),
+                    epoch,
+                    events,
+                }),
                 Err(e) => notes.push(e.to_string()),
             }
         }
@@ -324,10 +401,17 @@ async fn tick_progress(bar: ProgressBar, journal: Arc<Journal>, phase: Arc<Mutex
                 _ => other += 1,
             }
         }
-        let delivered: usize = journal.clients.iter().map(|c| c.lock().deliveries.len()).sum();
+        let delivered: usize = journal
+            .clients
+            .iter()
+            .map(|c| c.lock().deliveries.len())
+            .sum();
         let warm = start.elapsed().saturating_sub(WARMUP);
         bar.set_position(warm.as_secs());
-        bar.set_message(format!("200:{ok} 503:{refused} other:{other} delivered:{delivered} | {}", phase.lock()));
+        bar.set_message(format!(
+            "200:{ok} 503:{refused} other:{other} delivered:{delivered} | {}",
+            phase.lock()
+        ));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -76,7 +76,9 @@ impl State {
         let ttl = u64::try_from(retention.history_ttl.as_millis()).unwrap_or(u64::MAX);
         if let Some(r) = self.rooms.get_mut(room) {
             while r.events.len() > retention.history_size
-                || r.events.front().is_some_and(|e| now.saturating_sub(e.ts_ms) > ttl)
+                || r.events
+                    .front()
+                    .is_some_and(|e| now.saturating_sub(e.ts_ms) > ttl)
             {
                 r.events.pop_front();
             }
@@ -102,7 +104,9 @@ impl State {
             if *until > now {
                 break;
             }
-            let Some((until, sid)) = self.detached.pop_front() else { break };
+            let Some((until, sid)) = self.detached.pop_front() else {
+                break;
+            };
             if self
                 .sockets
                 .get(&sid)
@@ -245,7 +249,12 @@ impl Fanout for LocalFanout {
                 epoch: self.epoch.clone(),
                 last_offset: r.offset,
                 first_retained: r.events.front().map(|e| e.offset),
-                events: r.events.iter().filter(|e| e.offset > after).cloned().collect(),
+                events: r
+                    .events
+                    .iter()
+                    .filter(|e| e.offset > after)
+                    .cloned()
+                    .collect(),
             },
         })
     }
@@ -325,7 +334,9 @@ impl Fanout for LocalFanout {
                 }
             }
             Membership::Close { sid, recoverable } => {
-                let Some(rec) = st.sockets.get(&sid) else { return };
+                let Some(rec) = st.sockets.get(&sid) else {
+                    return;
+                };
                 if rec.detached_until.is_some() {
                     return;
                 }
@@ -349,8 +360,14 @@ impl Fanout for LocalFanout {
         let now = now_unix_ms();
         let mut st = self.state.lock();
         st.expire_detached(now);
-        let Some(sid) = st.by_pid.get(pid).cloned() else { return Ok(None) };
-        if !st.sockets.get(&sid).is_some_and(|s| s.detached_until.is_some()) {
+        let Some(sid) = st.by_pid.get(pid).cloned() else {
+            return Ok(None);
+        };
+        if !st
+            .sockets
+            .get(&sid)
+            .is_some_and(|s| s.detached_until.is_some())
+        {
             return Ok(None);
         }
         st.by_pid.remove(pid);
@@ -376,7 +393,11 @@ impl Fanout for LocalFanout {
 
     async fn counts(&self) -> Result<ClusterCounts, FanoutError> {
         let st = self.state.lock();
-        let live = st.sockets.values().filter(|s| s.detached_until.is_none()).count() as u64;
+        let live = st
+            .sockets
+            .values()
+            .filter(|s| s.detached_until.is_none())
+            .count() as u64;
         Ok(ClusterCounts {
             connections_per_node: [(self.node_id, live)].into_iter().collect(),
             unique_users: st.users.len() as u64,

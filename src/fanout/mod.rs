@@ -10,7 +10,6 @@ pub mod payload;
 pub mod raft;
 pub mod redis;
 
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 

@@ -31,7 +31,8 @@ impl Payload {
 
     /// Encodes as `u32 len | data | u32 n | (u32 len | bytes)*`, little-endian.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let size = 8 + self.data.len() + self.attachments.iter().map(|a| 4 + a.len()).sum::<usize>();
+        let size =
+            8 + self.data.len() + self.attachments.iter().map(|a| 4 + a.len()).sum::<usize>();
         let mut out = Vec::with_capacity(size);
         push_len(&mut out, self.data.len());
         out.extend_from_slice(self.data.as_bytes());
@@ -96,7 +97,10 @@ mod tests {
     #[test]
     fn rejects_garbage_without_panic() {
         assert_eq!(Payload::from_bytes(&[]), Err(PayloadError::Truncated));
-        assert_eq!(Payload::from_bytes(&[5, 0, 0, 0, b'a']), Err(PayloadError::Truncated));
+        assert_eq!(
+            Payload::from_bytes(&[5, 0, 0, 0, b'a']),
+            Err(PayloadError::Truncated)
+        );
         assert_eq!(
             Payload::from_bytes(&[1, 0, 0, 0, 0xff, 0, 0, 0, 0]),
             Err(PayloadError::Utf8)

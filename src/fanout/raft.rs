@@ -64,7 +64,10 @@ pub struct RaftFanout {
 }
 
 /// Starts the node's Raft group member and returns it as the fan-out backend.
-pub async fn start(config: &mut Config, retention: Retention) -> Result<SharedFanout, RaftStartError> {
+pub async fn start(
+    config: &mut Config,
+    retention: Retention,
+) -> Result<SharedFanout, RaftStartError> {
     let secret = crate::secrets::ensure(
         config.cluster_secret.as_ref().map(|s| s.expose()),
         &config.data_dir,
@@ -83,7 +86,9 @@ pub async fn start(config: &mut Config, retention: Retention) -> Result<SharedFa
             addr: peer_addr.clone(),
             reason: "resolves to nothing".into(),
         })?;
-    let et = u64::try_from(config.election_timeout.as_millis()).unwrap_or(300).max(50);
+    let et = u64::try_from(config.election_timeout.as_millis())
+        .unwrap_or(300)
+        .max(50);
     let cfg = RaftConfig {
         node_id: config.node_id,
         data_dir: config.data_dir.clone(),
@@ -199,7 +204,11 @@ async fn dispatch(f: Arc<RaftFanout>, mut rx: mpsc::Receiver<Applied>, sink: Arc
                 user_id,
             } => sink.session_revoked(&session_id, &user_id),
             Applied::SocketsDetached { node, sids } => {
-                tracing::info!(node, sockets = sids.len(), "sockets of a node detached (kept for recovery)");
+                tracing::info!(
+                    node,
+                    sockets = sids.len(),
+                    "sockets of a node detached (kept for recovery)"
+                );
             }
             Applied::SnapshotInstalled => {
                 tracing::info!("state replaced from a leader snapshot");
@@ -338,7 +347,9 @@ impl Fanout for RaftFanout {
                     ts_ms,
                 })
             }
-            other => Err(FanoutError::Internal(format!("unexpected answer {other:?}"))),
+            other => Err(FanoutError::Internal(format!(
+                "unexpected answer {other:?}"
+            ))),
         }
     }
 
@@ -397,7 +408,11 @@ impl Fanout for RaftFanout {
     fn history(&self, room: &str, after: u64) -> Result<History, FanoutError> {
         let h = self.reader().history(room, after);
         Ok(History {
-            epoch: if h.epoch.is_empty() { self.epoch() } else { h.epoch },
+            epoch: if h.epoch.is_empty() {
+                self.epoch()
+            } else {
+                h.epoch
+            },
             last_offset: h.last_offset,
             first_retained: h.first_retained,
             events: h.events.into_iter().map(Self::to_stored).collect(),

@@ -64,7 +64,12 @@ pub(super) async fn run(g: Gateway) {
             async move {
                 let room = format!("watchlist:{symbol}");
                 if let Err(e) = g
-                    .publish(&room, "quote:update", Payload::json(data.to_string()), false)
+                    .publish(
+                        &room,
+                        "quote:update",
+                        Payload::json(data.to_string()),
+                        false,
+                    )
                     .await
                 {
                     tracing::warn!(%room, error = %e, "quote flush failed");

@@ -10,7 +10,10 @@ pub enum GatewayError {
     #[error("{0}")]
     Forbidden(String),
     #[error("{message}")]
-    RateLimit { message: String, retry_after_ms: u64 },
+    RateLimit {
+        message: String,
+        retry_after_ms: u64,
+    },
     #[error("{0}")]
     SubscriptionLimit(String),
     #[error("{0}")]

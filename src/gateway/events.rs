@@ -81,7 +81,9 @@ fn rooms_for(ctx: &SocketCtx, ev: &Event) -> Vec<String> {
 }
 
 fn handle_now(g: &Gateway, socket: &Arc<Socket>, mut ev: Event) {
-    let Some(ctx) = socket.state::<SocketCtx>() else { return };
+    let Some(ctx) = socket.state::<SocketCtx>() else {
+        return;
+    };
     let ack = ev.ack.take();
     if let Err(e) = ctx.check_event() {
         metrics::counter!("raftcast_rate_limited_total", "what" => "event").increment(1);
@@ -131,7 +133,8 @@ fn handle_now(g: &Gateway, socket: &Arc<Socket>, mut ev: Event) {
         Ok((event, value)) => confirm(socket, ack, event, value),
         Err(e) => {
             if matches!(e, GatewayError::RateLimit { .. }) {
-                metrics::counter!("raftcast_rate_limited_total", "what" => "subscription").increment(1);
+                metrics::counter!("raftcast_rate_limited_total", "what" => "subscription")
+                    .increment(1);
             }
             fail(socket, ack, &ev.name, e)
         }
@@ -166,7 +169,9 @@ fn join_replaying(g: &Gateway, socket: &Arc<Socket>, room: &str, since: Option<S
         };
         out.epoch = h.epoch.clone();
         out.offset = h.last_offset;
-        let Some(since) = since else { return Vec::new() };
+        let Some(since) = since else {
+            return Vec::new();
+        };
         let covered = since.epoch == h.epoch
             && since.offset <= h.last_offset
             && (since.offset == h.last_offset
@@ -238,7 +243,10 @@ fn subscribe_watchlist(
     arg: &Value,
 ) -> Result<Value, GatewayError> {
     let max = g.0.settings.max_symbols;
-    let candidate_count = arg.get("symbols").and_then(Value::as_array).map_or(0, Vec::len);
+    let candidate_count = arg
+        .get("symbols")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
     if candidate_count > max {
         return Err(GatewayError::SubscriptionLimit(format!(
             "at most {max} watchlist symbols per connection"

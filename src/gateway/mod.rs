@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 
 use crate::fanout::{Membership, Payload, Published, SharedFanout};
 use crate::socketio::{
-    Accept, BoxFuture, ConnectRequest, DisconnectReason, Event, Handler, Namespace, Refusal, Restore,
-    Socket,
+    Accept, BoxFuture, ConnectRequest, DisconnectReason, Event, Handler, Namespace, Refusal,
+    Restore, Socket,
 };
 use crate::util::now_unix_ms;
 pub use auth::{Authenticator, Identity};
@@ -78,7 +78,11 @@ pub struct NewSession {
 }
 
 impl Gateway {
-    pub fn new(settings: GatewaySettings, fanout: SharedFanout, jwt_secret: Option<&str>) -> Gateway {
+    pub fn new(
+        settings: GatewaySettings,
+        fanout: SharedFanout,
+        jwt_secret: Option<&str>,
+    ) -> Gateway {
         Gateway(Arc::new(Inner {
             coalescer: Coalescer::new(settings.max_pending_quotes),
             settings,
@@ -129,8 +133,13 @@ impl Gateway {
     ) -> Result<NewSession, GatewayError> {
         validate::check_user_id(user_id)?;
         let ttl = ttl.unwrap_or(self.0.settings.session_ttl);
-        let expires_at_ms = now_unix_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
-        let session_id = format!("{}{}", crate::socketio::random_id(), crate::socketio::random_id());
+        let expires_at_ms =
+            now_unix_ms().saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        let session_id = format!(
+            "{}{}",
+            crate::socketio::random_id(),
+            crate::socketio::random_id()
+        );
         self.0
             .fanout
             .create_session(&session_id, user_id, expires_at_ms)
@@ -182,11 +191,7 @@ impl Gateway {
     ) -> Result<Published, GatewayError> {
         validate::check_room(room)?;
         validate::check_event_name(event)?;
-        let published = self
-            .0
-            .fanout
-            .publish(room, event, payload, durable)
-            .await?;
+        let published = self.0.fanout.publish(room, event, payload, durable).await?;
         self.0.published.add(1);
         metrics::counter!("raftcast_events_published_total", "event" => crate::telemetry::event_label(event), "durable" => if durable { "true" } else { "false" }).increment(1);
         Ok(published)
@@ -222,12 +227,18 @@ impl Handler for Gateway {
                     tracing::warn!(limit = max, "connection refused: --max-connections reached");
                     return Err(Refusal {
                         message: "SERVER_FULL".into(),
-                        data: Some(json!({"code": "SERVER_FULL", "message": format!("this node is at its connection limit ({max}); try another node or later")})),
+                        data: Some(
+                            json!({"code": "SERVER_FULL", "message": format!("this node is at its connection limit ({max}); try another node or later")}),
+                        ),
                     });
                 }
                 if sockets * 5 >= max * 4 {
                     if !g.0.capacity_warned.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(connections = sockets, limit = max, "connections above 80% of --max-connections");
+                        tracing::warn!(
+                            connections = sockets,
+                            limit = max,
+                            "connections above 80% of --max-connections"
+                        );
                     }
                 } else {
                     g.0.capacity_warned.store(false, Ordering::Relaxed);
@@ -301,7 +312,8 @@ impl Handler for Gateway {
             sid: socket.id().to_owned(),
             recoverable: reason.is_recoverable() && socket.pid().is_some(),
         });
-        metrics::counter!("raftcast_disconnections_total", "reason" => reason.as_str()).increment(1);
+        metrics::counter!("raftcast_disconnections_total", "reason" => reason.as_str())
+            .increment(1);
     }
 }
 

@@ -7,8 +7,7 @@ use super::error::GatewayError;
 /// `^[A-Z0-9.\-]{1,15}$`.
 pub fn is_symbol(s: &str) -> bool {
     (1..=15).contains(&s.len())
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
 }
 
@@ -98,9 +97,17 @@ mod tests {
         assert_eq!(parse_since(Some(&json!(null))), Ok(None));
         assert_eq!(
             parse_since(Some(&json!({"offset": 3, "epoch": "e"}))),
-            Ok(Some(Since { offset: 3, epoch: "e".into() }))
+            Ok(Some(Since {
+                offset: 3,
+                epoch: "e".into()
+            }))
         );
-        for bad in [json!(3), json!({"offset": -1, "epoch": "e"}), json!({"offset": 1}), json!({"offset": "1", "epoch": "e"})] {
+        for bad in [
+            json!(3),
+            json!({"offset": -1, "epoch": "e"}),
+            json!({"offset": 1}),
+            json!({"offset": "1", "epoch": "e"}),
+        ] {
             assert!(parse_since(Some(&bad)).is_err(), "{bad}");
         }
     }

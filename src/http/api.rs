@@ -57,9 +57,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/rooms/{room}/history", get(history))
         .route("/api/presence/{user_id}", get(presence))
         .route("/api/stats", get(stats))
-        .fallback(|| async { ApiError(GatewayError::InvalidPayload("no such API route".into())).into_response_with(StatusCode::NOT_FOUND) })
+        .fallback(|| async {
+            ApiError(GatewayError::InvalidPayload("no such API route".into()))
+                .into_response_with(StatusCode::NOT_FOUND)
+        })
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard))
-        .layer(axum::extract::DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.config.max_body_bytes,
+        ))
         .with_state(state)
 }
 
@@ -183,7 +188,9 @@ async fn emit(
         .gateway
         .publish(&room, event, Payload::json(data.to_string()), durable)
         .await?;
-    Ok(Json(json!({ "room": p.room, "offset": p.offset, "epoch": p.epoch })))
+    Ok(Json(
+        json!({ "room": p.room, "offset": p.offset, "epoch": p.epoch }),
+    ))
 }
 
 async fn quotes(
@@ -192,9 +199,15 @@ async fn quotes(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let m = json_body(body)?;
     let symbol = opt_str(&m, "symbol")?.ok_or_else(|| invalid("symbol is required"))?;
-    let quote = m.get("quote").cloned().ok_or_else(|| invalid("quote is required"))?;
+    let quote = m
+        .get("quote")
+        .cloned()
+        .ok_or_else(|| invalid("quote is required"))?;
     state.gateway.offer_quote(symbol, quote)?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "symbol": symbol, "accepted": true }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "symbol": symbol, "accepted": true })),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -224,7 +237,8 @@ async fn history(
         .iter()
         .map(|e| {
             let data: Value = serde_json::from_str(&e.payload.data).unwrap_or(Value::Null);
-            let mut v = json!({ "offset": e.offset, "event": e.event, "data": data, "ts": e.ts_ms });
+            let mut v =
+                json!({ "offset": e.offset, "event": e.event, "data": data, "ts": e.ts_ms });
             if !e.payload.attachments.is_empty() {
                 use base64::Engine as _;
                 v["attachments"] = e

@@ -20,7 +20,11 @@ fn same_origin(origin: &str, host: Option<&str>) -> bool {
         .is_some_and(|(_, rest)| rest.trim_end_matches('/').eq_ignore_ascii_case(host))
 }
 
-pub(super) async fn origins(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+pub(super) async fn origins(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let origin = req
         .headers()
         .get(header::ORIGIN)
@@ -29,7 +33,10 @@ pub(super) async fn origins(State(state): State<Arc<AppState>>, req: Request, ne
     let Some(origin) = origin else {
         return next.run(req).await;
     };
-    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok());
     let allowed = state.config.allowed_origins.allows(&origin) || same_origin(&origin, host);
     let is_socketio = req.uri().path().starts_with("/socket.io");
     if !allowed {
@@ -40,8 +47,10 @@ pub(super) async fn origins(State(state): State<Arc<AppState>>, req: Request, ne
                 r#"{"code":4,"message":"Forbidden: origin not allowed"}"#,
             ));
             *r.status_mut() = StatusCode::FORBIDDEN;
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
             return r;
         }
         return next.run(req).await;
@@ -58,7 +67,10 @@ pub(super) async fn origins(State(state): State<Arc<AppState>>, req: Request, ne
     if let Ok(v) = HeaderValue::from_str(&origin) {
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
-    h.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, HeaderValue::from_static("true"));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+        HeaderValue::from_static("true"),
+    );
     h.append(header::VARY, HeaderValue::from_static("Origin"));
     if preflight {
         h.insert(
@@ -69,7 +81,10 @@ pub(super) async fn origins(State(state): State<Arc<AppState>>, req: Request, ne
             header::ACCESS_CONTROL_ALLOW_HEADERS,
             HeaderValue::from_static("Authorization, Content-Type"),
         );
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("600"),
+        );
     }
     resp
 }

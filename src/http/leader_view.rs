@@ -13,7 +13,8 @@ const LIMIT: u64 = 1 << 20;
 pub(crate) async fn get_json(addr: &str, path: &str, timeout: Duration) -> Option<Value> {
     let fut = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
+        let req =
+            format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
         stream.write_all(req.as_bytes()).await.ok()?;
         let mut buf = Vec::new();
         stream.take(LIMIT).read_to_end(&mut buf).await.ok()?;
@@ -43,12 +44,19 @@ pub(crate) async fn merge_leader_reachability(view: &mut Value) {
         .filter(|a| !a.is_empty())
         .map(str::to_owned);
     let Some(addr) = addr else { return };
-    let Some(theirs) = get_json(&addr, "/cluster/status?view=local", Duration::from_millis(500)).await
+    let Some(theirs) = get_json(
+        &addr,
+        "/cluster/status?view=local",
+        Duration::from_millis(500),
+    )
+    .await
     else {
         view["reachabilitySource"] = Value::from("local (leader did not answer)");
         return;
     };
-    if let (Some(mine), Some(their_nodes)) = (view["nodes"].as_array_mut(), theirs["nodes"].as_array()) {
+    if let (Some(mine), Some(their_nodes)) =
+        (view["nodes"].as_array_mut(), theirs["nodes"].as_array())
+    {
         for n in mine.iter_mut() {
             if let Some(t) = their_nodes.iter().find(|t| t["id"] == n["id"]) {
                 n["reachable"] = t["reachable"].clone();

@@ -102,7 +102,8 @@ pub async fn serve(
         let slot = ConnGuard(Arc::new(slot));
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+                req.extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(remote));
                 req.extensions_mut().insert(slot.clone());
                 let router = router.clone();
                 async move {

@@ -12,7 +12,7 @@ use super::encode;
 use super::engine_packet::EnginePacket;
 use super::handler::{AckSender, BoxFuture, ConnectRequest, Event};
 use super::packet::{Packet, PacketType};
-use super::server::{ms, random_id, Io};
+use super::server::{ms, random_id, EngineMessage, Io};
 use super::socket::{AckResponse, Socket};
 
 /// A binary packet whose attachments are still arriving.
@@ -39,6 +39,18 @@ pub(crate) fn on_engine_packet(io: &Io, conn: &Arc<Conn>, packet: EnginePacket) 
         }
         EnginePacket::Pong(_) => {
             conn.on_pong(ms(io.inner.config.ping_interval));
+            Outcome::Continue
+        }
+        EnginePacket::Message(text) if io.inner.message_hook.get().is_some() => {
+            if let Some(hook) = io.inner.message_hook.get() {
+                hook(conn, EngineMessage::Text(text));
+            }
+            Outcome::Continue
+        }
+        EnginePacket::Binary(bytes) if io.inner.message_hook.get().is_some() => {
+            if let Some(hook) = io.inner.message_hook.get() {
+                hook(conn, EngineMessage::Binary(bytes));
+            }
             Outcome::Continue
         }
         EnginePacket::Message(text) => {

@@ -22,9 +22,9 @@ mod ws;
 pub use conn::{DisconnectReason, Frame, Transport};
 pub use encode::Frames;
 pub use handler::{
-    Accept, AckSender, BoxFuture, ConnGuard, ConnectRequest, Event, Handler, Refusal, RequestInfo, Restore,
-    SocketState,
+    Accept, AckSender, BoxFuture, ConnGuard, ConnectRequest, Event, Handler, Refusal, RequestInfo,
+    Restore, SocketState,
 };
 pub use namespace::{Namespace, Target};
-pub use server::{random_id, Io, IoConfig};
+pub use server::{random_id, EngineMessage, Io, IoConfig, MessageHook};
 pub use socket::{AckError, AckResponse, Socket};

@@ -58,7 +58,20 @@ pub(crate) struct IoInner {
     conns: RwLock<HashMap<Arc<str>, Arc<Conn>>>,
     pub(crate) shutting_down: AtomicBool,
     handshakes: AtomicU64,
+    /// When set, Engine.IO messages go here instead of the Socket.IO decoder.
+    pub(crate) message_hook: std::sync::OnceLock<MessageHook>,
 }
+
+/// An Engine.IO message, for a server that speaks plain Engine.IO (see
+/// [`Io::set_message_hook`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineMessage {
+    Text(String),
+    Binary(bytes::Bytes),
+}
+
+/// Receives every Engine.IO message of a plain Engine.IO server.
+pub type MessageHook = Arc<dyn Fn(&Arc<Conn>, EngineMessage) + Send + Sync>;
 
 /// The Socket.IO server. Cheap to clone.
 #[derive(Clone)]
@@ -130,6 +143,7 @@ impl Io {
                 conns: RwLock::new(HashMap::new()),
                 shutting_down: AtomicBool::new(false),
                 handshakes: AtomicU64::new(0),
+                message_hook: std::sync::OnceLock::new(),
             }),
         };
         tokio::spawn(heartbeat(Arc::downgrade(&io.inner)));
@@ -150,6 +164,13 @@ impl Io {
             .write()
             .insert(path.to_owned(), ns.clone());
         ns
+    }
+
+    /// Makes this a plain Engine.IO server: every message goes to `hook` (which may answer
+    /// with [`Conn::push_one`]) instead of being read as a Socket.IO packet, and the
+    /// Socket.IO connect timeout no longer applies. Set once, before serving.
+    pub fn set_message_hook(&self, hook: MessageHook) {
+        let _ = self.inner.message_hook.set(hook);
     }
 
     /// The namespace at `path`.
@@ -429,7 +450,11 @@ async fn heartbeat(inner: std::sync::Weak<IoInner>) {
         let Some(inner) = inner.upgrade() else { return };
         let now = now_ms();
         let timeout = ms(inner.config.ping_timeout);
-        let connect_timeout = ms(inner.config.connect_timeout);
+        let connect_timeout = if inner.message_hook.get().is_some() {
+            u64::MAX
+        } else {
+            ms(inner.config.connect_timeout)
+        };
         let mut dead = Vec::new();
         for conn in inner.conns.read().values() {
             if conn.is_closed() {

@@ -4,9 +4,10 @@
 //! Every wait polls a condition with a deadline. A [`Cluster`] kills its processes when
 //! dropped and, when the test is failing, prints the tail of every node's log first.
 
-#![allow(dead_code)]
+// Tests fail by panicking: expect/unwrap are the point here.
+#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -364,7 +365,11 @@ impl Cluster {
     }
 
     /// `GET /api/rooms/<room>/history` on node `id`: `(offset, data)` of every event.
-    pub async fn history(&self, id: u64, room: &str) -> Result<(String, Vec<(u64, Value)>), String> {
+    pub async fn history(
+        &self,
+        id: u64,
+        room: &str,
+    ) -> Result<(String, Vec<(u64, Value)>), String> {
         let (st, v) = self
             .get(id, &format!("/api/rooms/{room}/history?since=0"))
             .await?;
@@ -730,7 +735,10 @@ fn parse_ack(t: &str) -> Option<(u64, Vec<Value>)> {
 /// A delivered durable event: `(data, meta, offset string)` → `(data.i, meta.offset,
 /// meta.epoch, trailing offset string)`.
 pub fn durable_parts(args: &[Value]) -> (u64, u64, String, String) {
-    let i = args.first().and_then(|d| d["i"].as_u64()).unwrap_or(u64::MAX);
+    let i = args
+        .first()
+        .and_then(|d| d["i"].as_u64())
+        .unwrap_or(u64::MAX);
     let meta = args.get(1).cloned().unwrap_or(Value::Null);
     (
         i,

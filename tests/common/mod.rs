@@ -70,7 +70,9 @@ pub async fn start(extra: &[&str]) -> TestServer {
     }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     let mut cfg = raftcast::config::Config::load_from(args, &HashMap::new()).expect("config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let addr = listener.local_addr().expect("addr");
     cfg.port = addr.port();
     cfg.advertise_addr = addr.to_string();
@@ -114,7 +116,12 @@ impl TestServer {
     }
 
     /// An API call with the right key: status and JSON body (Null when not JSON).
-    pub async fn api(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self
             .http
             .request(method, self.url(path))
@@ -135,7 +142,11 @@ impl TestServer {
     /// Creates a session for `user` through the API and returns its id.
     pub async fn session(&self, user: &str) -> String {
         let (status, body) = self
-            .api(reqwest::Method::POST, "/api/sessions", Some(json!({ "userId": user })))
+            .api(
+                reqwest::Method::POST,
+                "/api/sessions",
+                Some(json!({ "userId": user })),
+            )
             .await;
         assert_eq!(status, 201, "create session: {body}");
         body["sessionId"].as_str().expect("sessionId").to_owned()
@@ -143,7 +154,9 @@ impl TestServer {
 
     /// `POST /api/emit`, expecting 200; returns the answer.
     pub async fn emit(&self, body: Value) -> Value {
-        let (status, answer) = self.api(reqwest::Method::POST, "/api/emit", Some(body.clone())).await;
+        let (status, answer) = self
+            .api(reqwest::Method::POST, "/api/emit", Some(body.clone()))
+            .await;
         assert_eq!(status, 200, "emit {body}: {answer}");
         answer
     }
@@ -191,7 +204,9 @@ impl TestServer {
 
     /// Waits (bounded) for the run future to complete after [`TestServer::trigger_shutdown`].
     pub async fn join(&mut self, within: Duration) -> Result<(), String> {
-        let Some(h) = self.handle.take() else { return Ok(()) };
+        let Some(h) = self.handle.take() else {
+            return Ok(());
+        };
         match tokio::time::timeout(within, h).await {
             Ok(Ok(Ok(()))) => Ok(()),
             Ok(Ok(Err(e))) => Err(format!("run failed: {e}")),
@@ -281,7 +296,9 @@ impl Ws {
         let open = match tokio::time::timeout(T, ws.next()).await {
             Ok(Some(Ok(Message::Text(t)))) => {
                 let t = t.as_str();
-                let body = t.strip_prefix('0').ok_or_else(|| format!("not an open packet: {t}"))?;
+                let body = t
+                    .strip_prefix('0')
+                    .ok_or_else(|| format!("not an open packet: {t}"))?;
                 serde_json::from_str::<Value>(body).map_err(|e| e.to_string())?
             }
             other => return Err(format!("no open packet: {other:?}")),

@@ -261,7 +261,11 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
             rooms: d.rooms.clone(),
         };
         // An empty new_sid keeps the socket's id, as Socket.IO's own recovery does.
-        let sid = if new_sid.is_empty() { d.sid.as_str() } else { new_sid };
+        let sid = if new_sid.is_empty() {
+            d.sid.as_str()
+        } else {
+            new_sid
+        };
         open_socket(self.kv, sid, info)?;
         Ok(Ok(Response::Recovered {
             user_id: d.user_id,
