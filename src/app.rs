@@ -59,7 +59,7 @@ impl Server {
         let retention = retention(&config);
         let fanout: SharedFanout = match config.backend {
             Backend::Local => Arc::new(LocalFanout::new(config.node_id, retention)),
-            Backend::Raft => crate::fanout::raft::start(&mut config, retention.clone())
+            Backend::Raft => crate::fanout::raft::start(&mut config, retention)
                 .await
                 .map_err(|e| ServerError::Backend(e.to_string()))?,
             Backend::Redis => crate::fanout::redis::start(&config, retention)
@@ -125,7 +125,7 @@ impl Server {
         let stats = tokio::spawn(stats_line(state.clone()));
         let limits = ServeLimits {
             max_per_ip: state.config.max_connections_per_ip,
-            header_timeout: Duration::from_secs(10),
+            header_timeout: state.config.header_timeout,
         };
         serve(
             listener,

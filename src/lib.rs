@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod chaos;
+pub mod cli;
 pub mod config;
 pub mod fanout;
 pub mod gateway;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod secrets;
 pub mod socketio;
 pub mod telemetry;
+pub mod telemetry_errors;
 pub mod util;
 
 pub use app::{run, Server, ServerError};

@@ -3,6 +3,7 @@
 use raftcast::config::{parse_invocation, Invocation, LogFormat};
 
 fn init_tracing(level: &str, format: LogFormat) {
+    use tracing_subscriber::prelude::*;
     // openraft narrates every election at info: keep it to warnings unless asked for.
     let level = if level.contains("openraft") {
         level.to_owned()
@@ -11,13 +12,17 @@ fn init_tracing(level: &str, format: LogFormat) {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Text => fmt.boxed(),
+    };
+    // The last WARN/ERROR events, for the status page and `GET /cluster/errors`.
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(raftcast::telemetry_errors::layer())
+        .init();
 }
 
 async fn shutdown_signal() {
@@ -70,9 +75,6 @@ async fn main() -> std::process::ExitCode {
             }
         }
         Invocation::Chaos(args) => raftcast::chaos::run(args).await,
-        Invocation::Status(_) => {
-            eprintln!("this subcommand is not available yet");
-            std::process::ExitCode::from(2)
-        }
+        Invocation::Status(args) => raftcast::cli::status::run(args).await,
     }
 }

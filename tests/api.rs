@@ -1,5 +1,7 @@
 //! The backend HTTP API and the operator routes, as a backend or an operator sees them.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;

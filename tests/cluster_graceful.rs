@@ -23,10 +23,13 @@ async fn graceful_leader_shutdown_loses_no_acknowledged_emit() {
 
     // The trickle: sequential emits through `via`, one every 20 ms.
     let stop = Arc::new(AtomicBool::new(false));
+    let t0 = Instant::now();
     let trickle = {
         let (emitter, stop) = (c.emitter(via), stop.clone());
         tokio::spawn(async move {
             let mut accepted: Vec<(u64, u64)> = Vec::new();
+            let mut answered_at: Vec<Duration> = Vec::new();
+            let mut slowest = Duration::ZERO;
             let mut lost_after_retries: Vec<(u64, String)> = Vec::new();
             let mut retried = 0u32;
             let mut i = 0u64;
@@ -34,10 +37,13 @@ async fn graceful_leader_shutdown_loses_no_acknowledged_emit() {
                 i += 1;
                 let mut tries = 0;
                 loop {
+                    let sent = Instant::now();
                     let r = emitter.emit_trade(user, i).await;
+                    slowest = slowest.max(sent.elapsed());
                     match r {
                         Ok((200, v)) => {
                             accepted.push((i, v["offset"].as_u64().unwrap_or(0)));
+                            answered_at.push(t0.elapsed());
                             break;
                         }
                         Ok((503, _)) if tries < 3 => {
@@ -52,7 +58,7 @@ async fn graceful_leader_shutdown_loses_no_acknowledged_emit() {
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            (accepted, lost_after_retries, retried)
+            (accepted, answered_at, slowest, lost_after_retries, retried)
         })
     };
 
@@ -70,14 +76,24 @@ async fn graceful_leader_shutdown_loses_no_acknowledged_emit() {
     // Keep trickling a moment under the new leader.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::SeqCst);
-    let (accepted, failed, retried) = tokio::time::timeout(Duration::from_secs(40), trickle)
-        .await
-        .expect("trickle ends")
-        .expect("trickle task");
+    let (accepted, answered_at, slowest, failed, retried) =
+        tokio::time::timeout(Duration::from_secs(40), trickle)
+            .await
+            .expect("trickle ends")
+            .expect("trickle task");
+    let term_off = term_at - t0;
+    let exit_off = term_off + exited_in;
+    let before = answered_at.iter().filter(|t| **t < term_off).count();
+    let after = answered_at.iter().filter(|t| **t > exit_off).count();
     eprintln!(
-        "trickle: {} emits answered 200, {retried} retries on 503, {} given up: {failed:?}",
+        "trickle: {} emits answered 200 ({before} before SIGTERM, {after} after the leader exited), \
+         slowest answer {slowest:?}, {retried} retries on 503, {} given up: {failed:?}",
         accepted.len(),
         failed.len()
+    );
+    assert!(
+        before > 0 && after > 0,
+        "the trickle did not span the handover"
     );
     let status = status.expect("the leader did not exit within 12 s of SIGTERM");
     assert!(status.success(), "leader exit status {status:?}");

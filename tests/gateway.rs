@@ -2,6 +2,8 @@
 //! acks, delivery with `meta`, recovery with `since` and Socket.IO connection state recovery,
 //! quotes coalescing, errors, and the library API with binary payloads.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! Engine.IO / Socket.IO at the frame level, as a raw client sees it: handshake, heartbeat,
 //! namespaces, malformed packets, binary events and acks, long-polling and its errors.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -354,9 +354,21 @@ pub fn check(
         f.duplicates_after_dedup += offsets.len() as u64 - 1;
         let mut o: Vec<&u64> = offsets.iter().collect();
         o.sort();
+        let how = emits
+            .iter()
+            .find(|e| e.seq == *seq)
+            .map_or(String::new(), |e| {
+                format!(
+                    " (sent to node {} at {:.0} ms, answered {:?} after {:.0} ms)",
+                    e.node,
+                    e.sent_ms,
+                    e.outcome,
+                    e.done_ms - e.sent_ms
+                )
+            });
         example(
             &mut f,
-            format!("seq {seq} committed in {room} at offsets {o:?}"),
+            format!("seq {seq} committed in {room} at offsets {o:?}{how}"),
         );
     }
     let mut ep: Vec<String> = epochs.into_iter().filter(|e| !e.is_empty()).collect();

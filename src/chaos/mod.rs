@@ -14,6 +14,7 @@
 //! Real network namespaces with `tc netem` are not used: partitions go through the
 //! in-process fault switch, which needs neither root nor `ip netns`.
 
+pub mod calls;
 pub mod check;
 pub mod client;
 pub mod cluster;

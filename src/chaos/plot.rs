@@ -40,6 +40,9 @@ fn register_font() -> bool {
     })
 }
 
+/// A line of a panel: its name, colour and value per bucket.
+type Series = (&'static str, RGBColor, Box<dyn Fn(&Bucket) -> f64>);
+
 fn fault_color(i: usize) -> RGBAColor {
     const C: [RGBColor; 4] = [RED, BLUE, MAGENTA, CYAN];
     C[i % C.len()].mix(0.15)
@@ -112,7 +115,7 @@ pub fn draw(
                     .map_err(|x| e(&x))?;
             }
         }
-        let series: Vec<(&str, RGBColor, Box<dyn Fn(&Bucket) -> f64>)> = if k == 0 {
+        let series: Vec<Series> = if k == 0 {
             vec![
                 ("200", GREEN, Box::new(|b: &Bucket| b.ok as f64)),
                 ("503", RED, Box::new(|b: &Bucket| b.refused as f64)),

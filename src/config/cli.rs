@@ -256,6 +256,9 @@ pub struct ServerArgs {
     /// Session lifetime when POST /api/sessions gives no ttlSeconds.
     #[arg(long, env = "RAFTCAST_SESSION_TTL", default_value = "24h", value_parser = parse_duration, value_name = "DURATION", help_heading = H_HTTP)]
     pub session_ttl: Duration,
+    /// A client must send its HTTP request headers within this time (slow-header defence).
+    #[arg(long, env = "RAFTCAST_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration, value_name = "DURATION", help_heading = H_HTTP)]
+    pub header_timeout: Duration,
 
     /// Engine.IO ping interval in milliseconds.
     #[arg(long, env = "RAFTCAST_PING_INTERVAL_MS", default_value_t = DEFAULT_PING_INTERVAL_MS, value_name = "MS", help_heading = H_SOCKET)]

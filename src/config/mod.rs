@@ -89,6 +89,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Session lifetime when POST /api/sessions gives none.
     pub session_ttl: Duration,
+    /// Time a client has to send its HTTP request headers.
+    pub header_timeout: Duration,
     /// Most client connections on this node.
     pub max_connections: usize,
     /// Most client connections from one IP.

@@ -84,6 +84,7 @@ impl Config {
             recovery_window: args.recovery_window,
             shutdown_timeout: args.shutdown_timeout,
             session_ttl: args.session_ttl,
+            header_timeout: args.header_timeout,
             max_connections: args.max_connections,
             max_connections_per_ip: args.max_connections_per_ip,
             max_event_bytes: args.max_event_bytes,
@@ -191,6 +192,7 @@ impl Config {
             ("recovery-window", self.recovery_window),
             ("shutdown-timeout", self.shutdown_timeout),
             ("session-ttl", self.session_ttl),
+            ("header-timeout", self.header_timeout),
             ("stats-interval", self.stats_interval),
             ("election-timeout-ms", self.election_timeout),
             ("node-dead-after", self.node_dead_after),
@@ -347,6 +349,7 @@ impl Default for Config {
             recovery_window: Duration::from_secs(120),
             shutdown_timeout: Duration::from_secs(10),
             session_ttl: Duration::from_secs(24 * 3600),
+            header_timeout: Duration::from_secs(10),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
@@ -395,6 +398,7 @@ impl fmt::Debug for Config {
             .field("recovery_window", &self.recovery_window)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("session_ttl", &self.session_ttl)
+            .field("header_timeout", &self.header_timeout)
             .field("max_connections", &self.max_connections)
             .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("max_event_bytes", &self.max_event_bytes)

@@ -363,10 +363,10 @@ impl Fanout for LocalFanout {
         let Some(sid) = st.by_pid.get(pid).cloned() else {
             return Ok(None);
         };
-        if !st
+        if st
             .sockets
             .get(&sid)
-            .is_some_and(|s| s.detached_until.is_some())
+            .is_none_or(|s| s.detached_until.is_none())
         {
             return Ok(None);
         }

@@ -9,17 +9,18 @@ use crate::fanout::{Delivery, Sink, StoredEvent};
 use crate::socketio::{encode, Frames, Target};
 use crate::util::now_unix_ms;
 
-fn frames(
-    room: &str,
-    event: &str,
-    data: &str,
-    attachments: &[bytes::Bytes],
+/// Where an event sits: `meta` of the contract, plus the recovery position of durable events.
+struct Meta<'a> {
+    room: &'a str,
     offset: u64,
-    epoch: &str,
+    epoch: &'a str,
     ts: u64,
     index: Option<u64>,
-) -> Frames {
-    let meta = json!({ "room": room, "offset": offset, "epoch": epoch, "ts": ts });
+}
+
+fn frames(event: &str, payload: &crate::fanout::Payload, m: Meta<'_>) -> Frames {
+    let (data, attachments, index) = (&payload.data, &payload.attachments, m.index);
+    let meta = json!({ "room": m.room, "offset": m.offset, "epoch": m.epoch, "ts": m.ts });
     let mut args = String::with_capacity(data.len() + 96);
     args.push_str(data);
     args.push(',');
@@ -35,14 +36,15 @@ fn frames(
 /// Frames of a history event being replayed (same shape as live delivery).
 pub(crate) fn encode_stored(room: &str, e: &StoredEvent, epoch: &str) -> Frames {
     frames(
-        room,
         &e.event,
-        &e.payload.data,
-        &e.payload.attachments,
-        e.offset,
-        epoch,
-        e.ts_ms,
-        Some(e.index),
+        &e.payload,
+        Meta {
+            room,
+            offset: e.offset,
+            epoch,
+            ts: e.ts_ms,
+            index: Some(e.index),
+        },
     )
 }
 
@@ -53,14 +55,15 @@ impl Sink for Gateway {
             return;
         };
         let f = frames(
-            &d.room,
             &d.event,
-            &d.payload.data,
-            &d.payload.attachments,
-            d.offset,
-            &d.epoch,
-            d.ts_ms,
-            d.durable.then_some(d.index),
+            &d.payload,
+            Meta {
+                room: &d.room,
+                offset: d.offset,
+                epoch: &d.epoch,
+                ts: d.ts_ms,
+                index: d.durable.then_some(d.index),
+            },
         );
         let n = ns.broadcast_seq(&Target::room(d.room.as_str()), &f, d.index);
         if n > 0 {

@@ -77,35 +77,25 @@ async fn fault(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
             )
         }
     };
-    let peer = || {
-        req.peer.ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_PAYLOAD",
-                "this action needs a peer",
-            )
-        })
-    };
-    let applied = match req.action.as_str() {
+    let peer = || req.peer.ok_or("this action needs a peer");
+    let applied: Result<(), &str> = match req.action.as_str() {
         "isolate" => peer().map(|p| switch.isolate(p)),
-        "isolate_all" => Ok(switch.isolate_all()),
+        "isolate_all" => {
+            switch.isolate_all();
+            Ok(())
+        }
         "drop_outgoing" => peer().map(|p| switch.drop_outgoing(p)),
         "drop_incoming" => peer().map(|p| switch.drop_incoming(p)),
         "delay" => match req.delay_ms {
             Some(ms) => peer().map(|p| switch.delay(p, Duration::from_millis(ms))),
-            None => Err(error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_PAYLOAD",
-                "delay needs delayMs",
-            )),
+            None => Err("delay needs delayMs"),
         },
         "heal" => peer().map(|p| switch.heal(p)),
-        "heal_all" => Ok(switch.heal_all()),
-        _ => Err(error(
-            StatusCode::BAD_REQUEST,
-            "INVALID_PAYLOAD",
-            "unknown action (isolate, isolate_all, drop_outgoing, drop_incoming, delay, heal, heal_all)",
-        )),
+        "heal_all" => {
+            switch.heal_all();
+            Ok(())
+        }
+        _ => Err("unknown action (isolate, isolate_all, drop_outgoing, drop_incoming, delay, heal, heal_all)"),
     };
     match applied {
         Ok(()) => {
@@ -113,6 +103,6 @@ async fn fault(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
             Json(json!({ "action": req.action, "peer": req.peer, "delayMs": req.delay_ms }))
                 .into_response()
         }
-        Err(resp) => resp,
+        Err(msg) => error(StatusCode::BAD_REQUEST, "INVALID_PAYLOAD", msg),
     }
 }

@@ -70,6 +70,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/cluster/status", get(health::cluster_status))
         .route("/", get(status_page::page))
+        .route("/cluster/errors", get(status_page::errors))
         .with_state(state.clone())
         .merge(api::router(state.clone()))
         .merge(fault::router(state.clone()))

@@ -65,6 +65,34 @@ impl PerIp {
     }
 }
 
+/// Answers a connection over the per-IP cap with a plain 429 (bounded in time), then closes
+/// it: the client learns why instead of seeing a bare reset.
+async fn refuse_per_ip(mut stream: tokio::net::TcpStream, max: usize) {
+    use tokio::io::AsyncWriteExt as _;
+    let body = format!(
+        "{{\"code\":\"RATE_LIMIT\",\"message\":\"too many connections from this address (--max-connections-per-ip {max})\",\"retryAfterMs\":1000}}"
+    );
+    let resp = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        use tokio::io::AsyncReadExt as _;
+        let _ = stream.write_all(resp.as_bytes()).await;
+        let _ = stream.shutdown().await;
+        // Read what the client sent (bounded) so closing does not reset the answer away.
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves. The router sees the peer
 /// address as `ConnectInfo<SocketAddr>`. In-flight connections are not waited for here:
 /// the caller drains its own sessions (WebSocket connections outlive this loop).
@@ -91,7 +119,8 @@ pub async fn serve(
         };
         let Some(slot) = per_ip.acquire(remote.ip(), limits.max_per_ip) else {
             tracing::warn!(ip = %remote.ip(), limit = limits.max_per_ip, "per-IP connection limit reached; refusing");
-            drop(stream);
+            metrics::counter!("raftcast_connections_refused_total", "reason" => "per_ip").increment(1);
+            tokio::spawn(refuse_per_ip(stream, limits.max_per_ip));
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -177,6 +177,12 @@ impl Conn {
         &self.sid
     }
 
+    /// A short, non-secret tag of this connection for logs: the sid itself is the polling
+    /// transport's only credential and is never logged.
+    pub fn log_id(&self) -> &str {
+        self.sid.get(..6).unwrap_or("?")
+    }
+
     /// The transport in use.
     pub fn transport(&self) -> Transport {
         if self.transport.load(Ordering::Acquire) == Transport::WebSocket as u8 {
@@ -229,7 +235,6 @@ impl Conn {
     }
 
     /// Whether anything waits to be written.
-    #[cfg(test)]
     pub(crate) fn has_pending(&self) -> bool {
         !self.outbox.lock().frames.is_empty()
     }

@@ -55,12 +55,12 @@ pub(crate) fn on_engine_packet(io: &Io, conn: &Arc<Conn>, packet: EnginePacket) 
         }
         EnginePacket::Message(text) => {
             if conn.partial.lock().is_some() {
-                tracing::debug!(sid = %conn.sid, "text packet while binary attachments were expected");
+                tracing::debug!(conn = conn.log_id(), "text packet while binary attachments were expected");
                 return Outcome::Close(DisconnectReason::TransportError);
             }
             match Packet::decode(&text, io.inner.config.max_attachments) {
                 Err(e) => {
-                    tracing::debug!(sid = %conn.sid, error = %e, "undecodable Socket.IO packet");
+                    tracing::debug!(conn = conn.log_id(), error = %e, "undecodable Socket.IO packet");
                     Outcome::Close(DisconnectReason::TransportError)
                 }
                 Ok(p) if p.attachments > 0 => {
@@ -79,7 +79,7 @@ pub(crate) fn on_engine_packet(io: &Io, conn: &Arc<Conn>, packet: EnginePacket) 
                 let mut partial = conn.partial.lock();
                 match partial.as_mut() {
                     None => {
-                        tracing::debug!(sid = %conn.sid, "unexpected binary message");
+                        tracing::debug!(conn = conn.log_id(), "unexpected binary message");
                         return Outcome::Close(DisconnectReason::TransportError);
                     }
                     Some(p) => {
@@ -116,7 +116,7 @@ fn dispatch(io: &Io, conn: &Arc<Conn>, packet: Packet, attachments: Vec<Bytes>) 
         }
         PacketType::Event | PacketType::BinaryEvent => {
             let Some(socket) = conn.socket(&packet.nsp) else {
-                tracing::debug!(sid = %conn.sid, nsp = %packet.nsp, "event for a namespace the client has not joined");
+                tracing::debug!(conn = conn.log_id(), nsp = %packet.nsp, "event for a namespace the client has not joined");
                 return Outcome::Continue;
             };
             let Some(Value::Array(mut items)) = packet.data else {
@@ -148,7 +148,7 @@ fn dispatch(io: &Io, conn: &Arc<Conn>, packet: Packet, attachments: Vec<Bytes>) 
                 (conn.socket(&packet.nsp), packet.id, packet.data)
             {
                 if !socket.resolve_ack(id, AckResponse { args, attachments }) {
-                    tracing::debug!(sid = %conn.sid, id, "ack for no pending request");
+                    tracing::debug!(conn = conn.log_id(), id, "ack for no pending request");
                 }
             }
             Outcome::Continue
@@ -167,7 +167,7 @@ fn connect(io: &Io, conn: &Arc<Conn>, packet: Packet) -> Outcome {
         return Outcome::Continue;
     };
     if conn.socket(&packet.nsp).is_some() {
-        tracing::debug!(sid = %conn.sid, nsp = %packet.nsp, "second CONNECT on a namespace ignored");
+        tracing::debug!(conn = conn.log_id(), nsp = %packet.nsp, "second CONNECT on a namespace ignored");
         return Outcome::Continue;
     }
     let mut auth = packet.data.unwrap_or(Value::Null);

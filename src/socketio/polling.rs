@@ -123,7 +123,7 @@ pub(crate) async fn post(io: &Io, conn: Arc<Conn>, body: Body) -> Response<Body>
     let packets = match EnginePacket::decode_payload(&bytes, MAX_PACKETS_PER_POST) {
         Ok(p) => p,
         Err(e) => {
-            tracing::debug!(sid = %conn.sid, error = %e, "bad polling payload");
+            tracing::debug!(conn = conn.log_id(), error = %e, "bad polling payload");
             conn.mark_closed(DisconnectReason::TransportError);
             io.finish(&conn);
             return EngineError::BadRequest.response();

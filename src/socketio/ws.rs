@@ -188,14 +188,14 @@ async fn run(
                         break;
                     }
                     Some(Err(e)) => {
-                        tracing::debug!(sid = %conn.sid, error = %e, "websocket read failed");
+                        tracing::debug!(conn = conn.log_id(), error = %e, "websocket read failed");
                         conn.mark_closed(DisconnectReason::TransportError);
                         break;
                     }
                     Some(Ok(Message::Text(t))) => match EnginePacket::decode_text(&t) {
                         Ok(p) => p,
                         Err(e) => {
-                            tracing::debug!(sid = %conn.sid, error = %e, "bad engine packet");
+                            tracing::debug!(conn = conn.log_id(), error = %e, "bad engine packet");
                             conn.mark_closed(DisconnectReason::TransportError);
                             break;
                         }

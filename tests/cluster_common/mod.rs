@@ -24,10 +24,23 @@ pub const API_KEY: &str = "cluster-test-api-key-0123456789";
 pub const SECRET: &str = "cluster-test-secret-0123456789";
 const BIN: &str = env!("CARGO_BIN_EXE_raftcast");
 
-/// A free loopback port (bound to :0, then released).
+/// A free loopback port: below the kernel's ephemeral range (so no outgoing connection
+/// takes it meanwhile), bindable now, and never handed out twice by this process.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
-    l.local_addr().expect("local addr").port()
+    static USED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut used = USED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    loop {
+        let p: u16 = rand::random_range(20_000..32_000);
+        if used.contains(&p) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            used.push(p);
+            return p;
+        }
+    }
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -67,6 +80,11 @@ impl Node {
             .append(true)
             .open(&self.log)
             .expect("log file");
+        {
+            use std::io::Write;
+            let mut w = &out;
+            let _ = writeln!(w, "### spawn {BIN} {}", self.args.join(" "));
+        }
         let err = out.try_clone().expect("log file clone");
         let level = std::env::var("CLUSTER_TEST_LOG").unwrap_or_else(|_| "info".into());
         let child = Command::new(BIN)
@@ -237,13 +255,17 @@ impl Cluster {
     }
 
     /// Polls `GET /readyz` == 200 on every node of `ids` until `within` passes (panics then).
-    pub async fn wait_ready(&self, ids: &[u64], within: Duration) {
+    pub async fn wait_ready(&mut self, ids: &[u64], within: Duration) {
         let deadline = Instant::now() + within;
         for &id in ids {
             loop {
                 if self.get_status(id, "/readyz").await == Some(200) {
                     break;
                 }
+                assert!(
+                    self.node_mut(id).running(),
+                    "node {id} exited while starting"
+                );
                 assert!(
                     Instant::now() < deadline,
                     "node {id} not ready within {within:?}"
@@ -434,6 +456,8 @@ impl Emitter {
 
 fn common_args(dir: &Path, id: u64) -> Vec<String> {
     [
+        "--host",
+        "127.0.0.1",
         "--cluster-secret",
         SECRET,
         "--api-key",

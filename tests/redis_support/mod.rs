@@ -79,11 +79,6 @@ impl Redis {
         format!("redis://default:{REDIS_PASSWORD}@127.0.0.1:{}", self.port)
     }
 
-    /// `redis://127.0.0.1:<port>` with the password as node-redis wants it.
-    pub fn plain_url(&self) -> String {
-        self.url()
-    }
-
     /// Starts the server (again) on its port and waits until it accepts connections.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "redis already running");
@@ -160,6 +155,8 @@ impl RcNode {
             .expect("log");
         let err = out.try_clone().expect("log clone");
         let mut args: Vec<String> = [
+            "--host",
+            "127.0.0.1",
             "--node-id",
             &id.to_string(),
             "--port",
@@ -325,6 +322,19 @@ pub async fn event_where(
         let a = s.event(name, left).await?;
         if pred(&a) {
             return Ok(a);
+        }
+    }
+}
+
+/// Waits for a frame equal to `text` (e.g. `41`, the server's DISCONNECT); whether it came.
+pub async fn frame(s: &mut Sio, text: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match s.recv(left).await {
+            Some(crate::cluster_common::Msg::Text(t)) if t == text => return true,
+            Some(crate::cluster_common::Msg::Text(_)) => {}
+            _ => return false,
         }
     }
 }
