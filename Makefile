@@ -9,9 +9,9 @@ RAFTCAST_BIN := $(abspath $(CARGO_TARGET_DIR))/debug/raftcast
 
 .NOTPARALLEL:
 
-.PHONY: test fmt-check clippy build cargo-test js-test js-test-cluster
+.PHONY: test fmt-check clippy build cargo-test js-test js-test-cluster browser-test
 
-test: fmt-check clippy build cargo-test js-test
+test: fmt-check clippy build cargo-test js-test browser-test
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -35,3 +35,8 @@ js-test:
 # The same suite against a 3-node cluster, on demand.
 js-test-cluster:
 	cd tests/js && $(NPM) ci --no-audit --no-fund && RAFTCAST_TOPOLOGY=cluster RAFTCAST_BIN=$(RAFTCAST_BIN) $(NPM) test
+
+# The status page in headless Chromium (Debian's chromium, driven by playwright-core)
+# against a three-node cluster; screenshots in tests/browser/artifacts/.
+browser-test:
+	cd tests/browser && $(NPM) ci --no-audit --no-fund && RAFTCAST_BIN=$(RAFTCAST_BIN) $(NPM) test

@@ -162,8 +162,8 @@ impl Visit for Collect {
 pub fn is_sensitive(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     const PARTS: &[&str] = &[
-        "key", "secret", "token", "password", "passwd", "session", "auth", "cookie", "user",
-        "jwt", "bearer",
+        "key", "secret", "token", "password", "passwd", "session", "auth", "cookie", "user", "jwt",
+        "bearer",
     ];
     PARTS.iter().any(|p| n.contains(p)) || n == "ip" || n == "remote" || n == "addr_remote"
 }
@@ -202,6 +202,7 @@ fn truncate(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -217,7 +218,14 @@ mod tests {
 
     #[test]
     fn sensitive_names() {
-        for n in ["api_key", "cluster_secret", "token", "sessionId", "user", "ip"] {
+        for n in [
+            "api_key",
+            "cluster_secret",
+            "token",
+            "sessionId",
+            "user",
+            "ip",
+        ] {
             assert!(is_sensitive(n), "{n}");
         }
         for n in ["error", "room", "limit", "path", "channel"] {

@@ -52,16 +52,19 @@ fn config(dir: &Path, port: u16, nodes: [SocketAddr; 3]) -> String {
         "127.0.0.1:5002",
         "listen 8080;",
         "worker_processes auto;",
-        "http {",
+        "\nhttp {",
     ] {
-        assert!(example.contains(needle), "examples/nginx.conf lacks {needle}");
+        assert!(
+            example.contains(needle),
+            "examples/nginx.conf lacks {needle}"
+        );
     }
     let d = dir.display();
     let globals = format!(
         "worker_processes 1;\ndaemon off;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;"
     );
     let temps = format!(
-        "http {{\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
+        "\nhttp {{\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;\n    \
          fastcgi_temp_path {d}/fastcgi;\n    uwsgi_temp_path {d}/uwsgi;\n    scgi_temp_path {d}/scgi;"
     );
     example
@@ -73,7 +76,7 @@ fn config(dir: &Path, port: u16, nodes: [SocketAddr; 3]) -> String {
         .replace("@NODE3@", &nodes[2].to_string())
         .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"))
         .replace("worker_processes auto;", &globals)
-        .replacen("http {", &temps, 1)
+        .replacen("\nhttp {", &temps, 1)
 }
 
 /// The nginx master process; stopped (SIGTERM: fast shutdown, workers included) on drop.
@@ -257,13 +260,23 @@ async fn nginx_round_robin_and_failover_with_since() {
             break;
         }
     }
-    assert!(polled.contains("40{"), "CONNECT answered over polling: {polled}");
-    assert!(polled.contains("[\"connected\""), "connected over polling: {polled}");
+    assert!(
+        polled.contains("40{"),
+        "CONNECT answered over polling: {polled}"
+    );
+    assert!(
+        polled.contains("[\"connected\""),
+        "connected over polling: {polled}"
+    );
 
     // Three WebSocket clients through nginx: round-robin puts them on three nodes.
     let mut clients = Vec::new();
     for _ in 0..3 {
-        clients.push(Sio::login(nginx.addr, &auth).await.expect("login via nginx"));
+        clients.push(
+            Sio::login(nginx.addr, &auth)
+                .await
+                .expect("login via nginx"),
+        );
     }
     let spread: HashSet<u64> = clients.iter().map(node_of).collect();
     assert_eq!(spread.len(), 3, "round-robin over three nodes: {spread:?}");
@@ -275,7 +288,8 @@ async fn nginx_round_robin_and_failover_with_since() {
     // Events published through nginx reach every client, whatever its node.
     let emit_url = format!("{}/api/emit", nginx.base());
     for i in 1..=3u64 {
-        let body = json!({ "userId": "nginx-alice", "event": "trade:executed", "data": { "i": i } });
+        let body =
+            json!({ "userId": "nginx-alice", "event": "trade:executed", "data": { "i": i } });
         api_until(&http, &emit_url, &body, 200, T).await;
     }
     let mut last_meta = Vec::new();
@@ -302,7 +316,8 @@ async fn nginx_round_robin_and_failover_with_since() {
 
     // Meanwhile the backend keeps publishing through nginx (it skips the dead node).
     for i in 4..=6u64 {
-        let body = json!({ "userId": "nginx-alice", "event": "trade:executed", "data": { "i": i } });
+        let body =
+            json!({ "userId": "nginx-alice", "event": "trade:executed", "data": { "i": i } });
         api_until(&http, &emit_url, &body, 200, Duration::from_secs(15)).await;
     }
     for cl in clients.iter_mut() {
@@ -323,9 +338,16 @@ async fn nginx_round_robin_and_failover_with_since() {
     );
     let got = trades(&mut back, 3).await;
     assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![4, 5, 6]);
-    let offsets: Vec<u64> = got.iter().map(|g| g.1["offset"].as_u64().unwrap()).collect();
+    let offsets: Vec<u64> = got
+        .iter()
+        .map(|g| g.1["offset"].as_u64().unwrap())
+        .collect();
     let base = since["offset"].as_u64().unwrap();
-    assert_eq!(offsets, vec![base + 1, base + 2, base + 3], "gapless offsets");
+    assert_eq!(
+        offsets,
+        vec![base + 1, base + 2, base + 3],
+        "gapless offsets"
+    );
     let ack = back.ack(9, T).await.expect("ack")[0].clone();
     assert_eq!(ack["recovered"], true, "{ack}");
 }

@@ -40,9 +40,16 @@ async fn status_cli_follows_cluster_health() {
         .lines()
         .find(|l| l.starts_with(&leader.to_string()) && l.contains(" leader "))
         .unwrap_or_else(|| panic!("no row for leader {leader}:\n{out}"));
-    assert!(leader_row.contains(&c.node(leader).port.to_string()), "{leader_row}");
+    assert!(
+        leader_row.contains(&c.node(leader).port.to_string()),
+        "{leader_row}"
+    );
     assert!(leader_row.contains("healthy"), "{leader_row}");
-    assert_eq!(out.lines().filter(|l| l.contains(" follower ")).count(), 2, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.contains(" follower ")).count(),
+        2,
+        "{out}"
+    );
 
     // --json for scripts.
     let (code, json, _) = run_cli(&["status", "--url", &url, "--json", "--api-key", API_KEY]).await;
@@ -54,8 +61,16 @@ async fn status_cli_follows_cluster_health() {
     let nodes = v["nodes"].as_array().expect("nodes");
     assert_eq!(nodes.len(), 3, "{v}");
     assert_eq!(nodes.iter().filter(|n| n["role"] == "leader").count(), 1);
-    assert!(nodes.iter().all(|n| n["health"] == "healthy" && n["lag"].is_u64()), "{v}");
-    assert!(v["stats"]["totalConnections"].is_u64(), "stats with --api-key: {v}");
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["health"] == "healthy" && n["lag"].is_u64()),
+        "{v}"
+    );
+    assert!(
+        v["stats"]["totalConnections"].is_u64(),
+        "stats with --api-key: {v}"
+    );
 
     // A member dies: degraded (exit 1), its row says so.
     let victim = [1, 2, 3]
@@ -71,7 +86,10 @@ async fn status_cli_follows_cluster_health() {
         .find(|l| l.starts_with(&victim.to_string()))
         .unwrap_or_else(|| panic!("no row for {victim}:\n{out}"));
     assert!(row.contains("NO"), "{row}");
-    assert!(out.contains(&format!("node {victim}")), "problems name the node:\n{out}");
+    assert!(
+        out.contains(&format!("node {victim}")),
+        "problems name the node:\n{out}"
+    );
 
     // The majority is gone: unhealthy (exit 2) on the survivor.
     let survivor = asked;
@@ -104,15 +122,31 @@ async fn status_page_and_errors_route_need_no_key() {
     let base = c.node(1).base();
     let r = c.http.get(format!("{base}/")).send().await.expect("GET /");
     assert_eq!(r.status(), 200);
-    let ctype = r.headers()["content-type"].to_str().unwrap_or_default().to_owned();
+    let ctype = r.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(ctype.starts_with("text/html"), "{ctype}");
     let html = r.text().await.expect("body");
-    for needle in ["id=\"nodes\"", "/cluster/status", "/metrics", "/cluster/errors"] {
+    for needle in [
+        "id=\"nodes\"",
+        "/cluster/status",
+        "/metrics",
+        "/cluster/errors",
+    ] {
         assert!(html.contains(needle), "page lacks {needle}");
     }
-    assert!(!html.contains("http://cdn") && !html.contains("https://"), "no external resources");
+    assert!(
+        !html.contains("http://cdn") && !html.contains("https://"),
+        "no external resources"
+    );
 
-    let r = c.http.get(format!("{base}/cluster/errors")).send().await.expect("GET errors");
+    let r = c
+        .http
+        .get(format!("{base}/cluster/errors"))
+        .send()
+        .await
+        .expect("GET errors");
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("JSON");
     assert!(v["events"].is_array() && v["capacity"].is_u64(), "{v}");

@@ -18,6 +18,8 @@ use crate::types::{Command, Request, Response};
 const MAX_BATCH: usize = 512;
 /// Entries in flight at once per node.
 const MAX_IN_FLIGHT: usize = 4;
+/// Longest wait for one forward to the leader before routing again.
+const FORWARD_ATTEMPT: Duration = Duration::from_millis(1000);
 /// Marker of a forwarded proposal that reached a node that is no longer the leader.
 pub(crate) const NOT_LEADER: &str = "not leader";
 
@@ -26,6 +28,8 @@ pub(crate) type Outcome = Result<Response, ProposeError>;
 /// One proposal waiting for its entry.
 pub(crate) struct Item {
     pub cmd: Command,
+    /// Unique id of the proposal, kept across retries and forwards (see [`Request::ids`]).
+    pub id: u64,
     pub deadline: Instant,
     /// False for proposals forwarded to us: never forward them again.
     pub forwardable: bool,
@@ -105,10 +109,12 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                     );
                 }
                 let cmds: Vec<Command> = items.iter().map(|i| i.cmd.clone()).collect();
+                let ids: Vec<u64> = items.iter().map(|i| i.id).collect();
                 let n = cmds.len() as u64;
                 let req = Request {
                     ts_ms: now_ms(),
                     cmds,
+                    ids,
                 };
                 match tokio::time::timeout(left, core.raft.client_write(req)).await {
                     Ok(Ok(resp)) => {
@@ -152,10 +158,13 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 };
-                let cmds: Vec<Command> = items.iter().map(|i| i.cmd.clone()).collect();
+                let cmds: Vec<(u64, Command)> =
+                    items.iter().map(|i| (i.id, i.cmd.clone())).collect();
+                // Retries are safe (proposal ids), so a frozen or partitioned leader costs at
+                // most one attempt before the proposal is routed again.
                 match core
                     .net
-                    .call(&addr, Some(l), &Req::Forward(cmds), left)
+                    .call(&addr, Some(l), &Req::Forward(cmds), left.min(FORWARD_ATTEMPT))
                     .await
                 {
                     Ok(Resp::Forward(Ok(results))) => {

@@ -144,6 +144,11 @@ pub struct Request {
     pub ts_ms: u64,
     /// The commands, applied in order.
     pub cmds: Vec<Command>,
+    /// One proposal id per command (0: none). A command whose id was applied within the
+    /// last [`crate::state::DEDUP_WINDOW_MS`] is not applied again: its first result is
+    /// returned. This makes retries after an unknown outcome (leader lost mid-write, forward
+    /// timed out) safe: a publish is never committed twice.
+    pub ids: Vec<u64>,
 }
 
 impl fmt::Display for Request {

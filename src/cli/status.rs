@@ -323,8 +323,12 @@ async fn get_json(
     let resp = req.send().await.map_err(|e| describe(&e))?;
     let code = resp.status().as_u16();
     let text = resp.text().await.map_err(|e| describe(&e))?;
-    let v = serde_json::from_str(&text)
-        .map_err(|_| format!("HTTP {code}, not JSON: {}", text.chars().take(80).collect::<String>()))?;
+    let v = serde_json::from_str(&text).map_err(|_| {
+        format!(
+            "HTTP {code}, not JSON: {}",
+            text.chars().take(80).collect::<String>()
+        )
+    })?;
     Ok((code, v))
 }
 
@@ -433,7 +437,10 @@ pub async fn run(args: StatusArgs) -> ExitCode {
                 println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             } else {
                 println!("raftcast at {} — UNREACHABLE", args.url);
-                println!("cannot read {}/cluster/status: {e}", args.url.trim_end_matches('/'));
+                println!(
+                    "cannot read {}/cluster/status: {e}",
+                    args.url.trim_end_matches('/')
+                );
                 println!("is the node running, and is --url its public port (default http://127.0.0.1:5000)?");
             }
             ExitCode::from(Verdict::Unreachable.exit_code())
@@ -485,14 +492,20 @@ mod tests {
         let t = r.to_table();
         assert!(t.contains("HEALTHY"), "{t}");
         assert!(t.contains("leader 1"), "{t}");
-        assert!(t.lines().any(|l| l.starts_with("2 ") && l.contains(" 2 ")), "{t}");
+        assert!(
+            t.lines().any(|l| l.starts_with("2 ") && l.contains(" 2 ")),
+            "{t}"
+        );
         assert_eq!(r.to_json()["nodes"][1]["lag"], 2);
     }
 
     #[test]
     fn member_down_is_degraded_no_leader_is_unhealthy() {
         let r = report(
-            vec![row(1, "leader", true, Some(50)), row(2, "follower", false, None)],
+            vec![
+                row(1, "leader", true, Some(50)),
+                row(2, "follower", false, None),
+            ],
             json!(1),
         );
         let (v, p) = r.verdict();

@@ -119,7 +119,8 @@ pub async fn serve(
         };
         let Some(slot) = per_ip.acquire(remote.ip(), limits.max_per_ip) else {
             tracing::warn!(ip = %remote.ip(), limit = limits.max_per_ip, "per-IP connection limit reached; refusing");
-            metrics::counter!("raftcast_connections_refused_total", "reason" => "per_ip").increment(1);
+            metrics::counter!("raftcast_connections_refused_total", "reason" => "per_ip")
+                .increment(1);
             tokio::spawn(refuse_per_ip(stream, limits.max_per_ip));
             continue;
         };

@@ -55,7 +55,10 @@ pub(crate) fn on_engine_packet(io: &Io, conn: &Arc<Conn>, packet: EnginePacket) 
         }
         EnginePacket::Message(text) => {
             if conn.partial.lock().is_some() {
-                tracing::debug!(conn = conn.log_id(), "text packet while binary attachments were expected");
+                tracing::debug!(
+                    conn = conn.log_id(),
+                    "text packet while binary attachments were expected"
+                );
                 return Outcome::Close(DisconnectReason::TransportError);
             }
             match Packet::decode(&text, io.inner.config.max_attachments) {

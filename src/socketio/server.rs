@@ -361,7 +361,11 @@ impl IoInner {
         for s in sockets {
             s.close(reason);
         }
-        tracing::debug!(conn = conn.log_id(), reason = reason.as_str(), "connection closed");
+        tracing::debug!(
+            conn = conn.log_id(),
+            reason = reason.as_str(),
+            "connection closed"
+        );
     }
 
     pub(crate) fn namespace(&self, path: &str) -> Option<Arc<Namespace>> {

@@ -25,7 +25,9 @@ use super::handler::{BoxFuture, ConnGuard, RequestInfo};
 use super::inbound::Outcome;
 use super::server::{EngineError, Io};
 
-type Ws = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// What a WebSocket connection task can run on.
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
 /// What a valid upgrade request leaves: the upgrade to await, the guard the HTTP server
 /// attached (kept for the life of the WebSocket) and the 101 answer.
@@ -106,10 +108,29 @@ pub(crate) fn accept(
                 return;
             }
         };
-        let ws =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+        // Take the TCP stream back from hyper when it is ours: that drops hyper's connection
+        // buffers and the boxed I/O of `Upgraded` (a few KiB per idle connection).
+        match upgraded.downcast::<TokioIo<tokio::net::TcpStream>>() {
+            Ok(parts) => {
+                let ws = WebSocketStream::from_partially_read(
+                    parts.io.into_inner(),
+                    parts.read_buf.to_vec(),
+                    Role::Server,
+                    Some(ws_config),
+                )
                 .await;
-        run(io, ws, remote, existing, info).await;
+                run(io, ws, remote, existing, info).await;
+            }
+            Err(upgraded) => {
+                let ws = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(ws_config),
+                )
+                .await;
+                run(io, ws, remote, existing, info).await;
+            }
+        }
     });
     resp
 }
@@ -122,7 +143,7 @@ fn to_message(frame: Frame) -> Message {
 }
 
 /// Writes everything queued, then flushes once.
-async fn write_all(conn: &Conn, ws: &mut Ws) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+async fn write_all<S: Stream>(conn: &Conn, ws: &mut WebSocketStream<S>) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     loop {
         let frames = conn.drain();
         if frames.is_empty() {
@@ -135,9 +156,9 @@ async fn write_all(conn: &Conn, ws: &mut Ws) -> Result<(), tokio_tungstenite::tu
     ws.flush().await
 }
 
-async fn run(
+async fn run<S: Stream>(
     io: Io,
-    mut ws: Ws,
+    mut ws: WebSocketStream<S>,
     remote: SocketAddr,
     existing: Option<Arc<Conn>>,
     info: Arc<RequestInfo>,
@@ -174,8 +195,20 @@ async fn run(
         tokio::select! {
             biased;
             _ = conn.wake.notified() => {
-                if write_all(&conn, &mut ws).await.is_err() {
+                // A client that stops reading blocks the write; the connection is then
+                // closed (outbox overflow, ping timeout, revocation) and the write is
+                // abandoned, so the task ends and its buffers are freed.
+                let written = tokio::select! {
+                    r = write_all(&conn, &mut ws) => r.is_ok(),
+                    _ = until_closed(&conn) => false,
+                };
+                if !written {
                     conn.mark_closed(DisconnectReason::TransportError);
+                    break;
+                }
+                if conn.has_pending() {
+                    // Frames queued while `until_closed` held the wake-up: write them too.
+                    conn.wake.notify_one();
                 }
             }
             _ = async { if let Some(w) = work.as_mut() { w.await } }, if work.is_some() => {
@@ -214,8 +247,10 @@ async fn run(
             }
         }
     }
-    // Let the client have what was queued for it (e.g. a DISCONNECT or a shutdown notice).
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+    // Let the client have what was queued for it (e.g. a DISCONNECT or a shutdown notice),
+    // unless it stopped reading (then nothing more is queued for it).
+    let slow = conn.close_reason() == DisconnectReason::SlowConsumer;
+    let _ = tokio::time::timeout(Duration::from_secs(if slow { 0 } else { 1 }), async {
         let _ = write_all(&conn, &mut ws).await;
         let _ = ws.close(None).await;
     })
@@ -223,9 +258,16 @@ async fn run(
     io.finish(&conn);
 }
 
+/// Resolves once the connection is marked closed (every `mark_closed` wakes the writer).
+async fn until_closed(conn: &Conn) {
+    while !conn.is_closed() {
+        conn.wake.notified().await;
+    }
+}
+
 /// The upgrade of a polling connection: `2probe` → `3probe`, end the pending poll with a
 /// noop, wait for `5`, then switch the connection to this transport.
-async fn probe(conn: &Arc<Conn>, ws: &mut Ws, wait: Duration) -> bool {
+async fn probe<S: Stream>(conn: &Arc<Conn>, ws: &mut WebSocketStream<S>, wait: Duration) -> bool {
     if !expect(ws, "2probe", wait).await {
         return false;
     }
@@ -245,7 +287,7 @@ async fn probe(conn: &Arc<Conn>, ws: &mut Ws, wait: Duration) -> bool {
 }
 
 /// Waits (bounded) for one text message equal to `want`.
-async fn expect(ws: &mut Ws, want: &str, wait: Duration) -> bool {
+async fn expect<S: Stream>(ws: &mut WebSocketStream<S>, want: &str, wait: Duration) -> bool {
     matches!(
         tokio::time::timeout(wait, ws.next()).await,
         Ok(Some(Ok(Message::Text(t)))) if t.as_str() == want

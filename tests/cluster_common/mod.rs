@@ -4,8 +4,9 @@
 //! Every wait polls a condition with a deadline. A [`Cluster`] kills its processes when
 //! dropped and, when the test is failing, prints the tail of every node's log first.
 
-// Tests fail by panicking: expect/unwrap are the point here.
-#![allow(dead_code, clippy::expect_used, clippy::unwrap_used)]
+// Tests fail by panicking: expect/unwrap are the point here. `unused` (not `dead_code`):
+// each test crate uses a different part, and some also allow `dead_code` on the `mod`.
+#![allow(unused, clippy::expect_used, clippy::unwrap_used)]
 
 use std::fs::OpenOptions;
 use std::net::SocketAddr;

@@ -26,7 +26,8 @@ pub enum Req {
         data: Vec<u8>,
     },
     /// Proposals forwarded from a follower to the leader.
-    Forward(Vec<Command>),
+    /// Proposals forwarded to the leader, with their ids (see `Request::ids`).
+    Forward(Vec<(u64, Command)>),
     /// A node asks to join as a learner.
     Join {
         node_id: NodeId,

@@ -37,7 +37,7 @@ impl Handler for Core {
 impl Core {
     async fn forwarded(
         &self,
-        cmds: Vec<crate::types::Command>,
+        cmds: Vec<(u64, crate::types::Command)>,
     ) -> Result<Vec<Result<crate::types::Response, ProposeError>>, ForwardRefused> {
         if self.stopping() {
             return Err(ForwardRefused::ShuttingDown);
@@ -45,7 +45,9 @@ impl Core {
         if self.raft.metrics().borrow().current_leader != Some(self.id) {
             return Err(ForwardRefused::NotLeader);
         }
-        let futs = cmds.into_iter().map(|c| self.submit(c, false));
+        let futs = cmds
+            .into_iter()
+            .map(|(id, c)| self.submit_with_id(id, c, false));
         let results = super::join_all(futs).await;
         Ok(results)
     }

@@ -92,6 +92,19 @@ impl Core {
 
     /// Queue a proposal and wait for its outcome.
     pub async fn submit(&self, cmd: Command, forwardable: bool) -> Result<Response, ProposeError> {
+        // Random ids: unique across nodes and restarts without coordination (a collision
+        // among the ids of one dedup window is astronomically unlikely).
+        let id = rand::random::<u64>().max(1);
+        self.submit_with_id(id, cmd, forwardable).await
+    }
+
+    /// Queue a proposal that already has an id (a forwarded one) and wait for its outcome.
+    pub async fn submit_with_id(
+        &self,
+        id: u64,
+        cmd: Command,
+        forwardable: bool,
+    ) -> Result<Response, ProposeError> {
         if self.stopping() {
             return Err(ProposeError::ShuttingDown);
         }
@@ -99,6 +112,7 @@ impl Core {
         let (tx, rx) = oneshot::channel();
         let item = Item {
             cmd,
+            id,
             deadline,
             forwardable,
             tx,

@@ -32,10 +32,28 @@ pub fn apply_entry<K: Kv + ?Sized>(
     };
     let mut res = Vec::with_capacity(req.cmds.len());
     for (pos, cmd) in req.cmds.iter().enumerate() {
+        let id = req.ids.get(pos).copied().unwrap_or(0);
         let pos = u32::try_from(pos).unwrap_or(u32::MAX);
-        res.push(ctx.apply(cmd, pos)?);
+        if id != 0 && deduplicated(cmd) {
+            let key = Key::tag(keys::PROPOSAL).n(id).build();
+            if let Some(first) = get::<Result<Response, String>, _>(ctx.kv, &key)? {
+                res.push(first);
+                continue;
+            }
+            let r = ctx.apply(cmd, pos)?;
+            put(ctx.kv, key, &r)?;
+            put(ctx.kv, Key::tag(keys::PROPOSAL_EXP).n(now).n(id).build(), &())?;
+            res.push(r);
+        } else {
+            res.push(ctx.apply(cmd, pos)?);
+        }
     }
     Ok(res)
+}
+
+/// Commands that must not take effect twice (the others are idempotent).
+fn deduplicated(cmd: &Command) -> bool {
+    matches!(cmd, Command::Publish { .. } | Command::Recover { .. })
 }
 
 struct Ctx<'a, K: Kv + ?Sized> {
@@ -469,8 +487,24 @@ fn due<K: Kv + ?Sized>(kv: &K, tag: u8, now: u64) -> Result<Vec<(u64, String)>, 
     Ok(out)
 }
 
-/// Remove expired sessions and recovery records, and trim rooms whose oldest event expired.
+/// Remove expired sessions, recovery records and proposal results, and trim rooms whose
+/// oldest event expired.
 fn gc<K: Kv + ?Sized>(kv: &mut K, now: u64) -> Result<(), StateError> {
+    let horizon = now.saturating_sub(super::DEDUP_WINDOW_MS);
+    let mut old = Vec::new();
+    for pair in kv.scan(&[keys::PROPOSAL_EXP], None, false) {
+        let (k, _) = pair?;
+        let mut r = KeyReader::new(&k);
+        let ts = r.n()?;
+        if ts > horizon || old.len() >= GC_PER_ENTRY * 4 {
+            break;
+        }
+        old.push((k.to_vec(), r.n()?));
+    }
+    for (k, id) in old {
+        kv.del(k);
+        kv.del(Key::tag(keys::PROPOSAL).n(id).build());
+    }
     for (_, session_id) in due(kv, keys::SESSION_EXP, now)? {
         remove_session(kv, &session_id)?;
     }

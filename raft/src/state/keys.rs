@@ -42,6 +42,10 @@ pub const ROOM_META: u8 = b'H';
 pub const HISTORY: u8 = b'h';
 /// expiry of the oldest event, room → ()
 pub const ROOM_EXP: u8 = b'T';
+/// `P | id` → the first result of a proposal id (dedup of retried proposals).
+pub const PROPOSAL: u8 = b'P';
+/// `p | ts | id` → expiry index of proposal results.
+pub const PROPOSAL_EXP: u8 = b'p';
 
 /// Builds keys component by component.
 #[derive(Debug, Clone)]

@@ -14,6 +14,10 @@ mod records;
 mod tests;
 
 pub use apply::apply_entry;
+
+/// How long the result of a proposal id is kept to answer a retry of the same proposal
+/// (log time). Retries happen within the propose timeout (seconds), so a minute is ample.
+pub const DEDUP_WINDOW_MS: u64 = 60_000;
 pub use records::{Detached, RoomMeta};
 
 /// Errors of the state logic (storage or codec failures, never invalid commands).

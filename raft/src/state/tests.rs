@@ -23,12 +23,22 @@ impl Sm {
     }
 
     fn run(&mut self, ts_ms: u64, cmds: Vec<Command>) -> Vec<Result<Response, String>> {
+        let ids = vec![0; cmds.len()];
+        self.run_ids(ts_ms, cmds, ids)
+    }
+
+    fn run_ids(
+        &mut self,
+        ts_ms: u64,
+        cmds: Vec<Command>,
+        ids: Vec<u64>,
+    ) -> Vec<Result<Response, String>> {
         self.index += 1;
         let mut ov = Overlay::new(&self.kv);
         let res = apply_entry(
             &mut ov,
             self.index,
-            &Request { ts_ms, cmds },
+            &Request { ts_ms, ids, cmds },
             &mut self.applied,
         )
         .unwrap();
@@ -453,4 +463,33 @@ fn snapshot_restore_gives_identical_state() {
         );
     }
     assert_eq!(sm.kv, other.kv);
+}
+
+#[test]
+fn a_retried_proposal_is_applied_once() {
+    let mut sm = Sm::new();
+    let first = sm.run_ids(1_000, vec![publish("r", true, 100, 0)], vec![42]);
+    let events = sm.applied.len();
+    // The same proposal again (a retry after an unknown outcome), in a later entry and
+    // next to a new one: the retry gets the first result, the new one the next offset.
+    let again = sm.run_ids(
+        2_000,
+        vec![publish("r", true, 100, 0), publish("r", true, 100, 0)],
+        vec![42, 43],
+    );
+    assert_eq!(again[0], first[0]);
+    match (&first[0], &again[1]) {
+        (Ok(Response::Published { offset: a, .. }), Ok(Response::Published { offset: b, .. })) => {
+            assert_eq!((*a, *b), (1, 2));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(sm.applied.len(), events + 1, "the retry emitted nothing");
+    // After the dedup window the id is forgotten (and the record collected).
+    let later = 2_000 + DEDUP_WINDOW_MS + 1;
+    let third = sm.run_ids(later, vec![publish("r", true, 100, 0)], vec![42]);
+    match &third[0] {
+        Ok(Response::Published { offset, .. }) => assert_eq!(*offset, 3),
+        other => panic!("unexpected {other:?}"),
+    }
 }

@@ -58,6 +58,7 @@ function nodeEnv() {
   return env;
 }
 let context;
+let userDataDir;
 
 function logTail(n) {
   try {
@@ -89,7 +90,7 @@ before(async () => {
     await waitFor(`node ${n.id} ready`, async () => (await fetch(`${n.base}/readyz`)).status === 200, 40_000)
       .catch((e) => { throw new Error(`${e.message}\n${logTail(n)}`); });
   }
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'raftcast-chromium-'));
+  userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'raftcast-chromium-'));
   context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
@@ -105,7 +106,9 @@ after(async () => {
   if (context) await context.close().catch(() => {});
   for (const n of nodes) if (n.child.exitCode === null) n.child.kill('SIGKILL');
   await sleep(200);
+  if (userDataDir) fs.rmSync(userDataDir, { recursive: true, force: true });
   if (!process.exitCode) fs.rmSync(tmp, { recursive: true, force: true });
+  else console.error(`node logs kept in ${tmp}`);
 });
 
 async function api(base, method, p, body) {
@@ -158,7 +161,7 @@ test('the status page shows a three-node cluster with its leader, live', async (
   const deadline = Date.now() + 5_000;
   let i = 0;
   while (Date.now() < deadline) {
-    const r = await api(nodes[0].base, 'POST', '/api/emit', { userId: 'browser-alice', event: 'trade:executed', data: { i: i++, symbol: 'AAPL' } });
+    const r = await api(nodes[i % 2].base, 'POST', '/api/emit', { userId: 'browser-alice', event: 'trade:executed', data: { i: i++, symbol: 'AAPL' } });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     await sleep(40);
   }
