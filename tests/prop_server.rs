@@ -20,6 +20,17 @@ fn cases() -> u32 {
         .unwrap_or(48)
 }
 
+/// Cases as given; failures are kept in `tests/regressions/prop_server.txt` and replayed first.
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct("tests/regressions/prop_server.txt"),
+        )),
+        ..ProptestConfig::default()
+    }
+}
+
 /// One runtime and one server for every case of this binary.
 struct World {
     rt: tokio::runtime::Runtime,
@@ -113,7 +124,7 @@ const ROUTES: &[(&str, &str)] = &[
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(config(cases()))]
 
     #[test]
     fn api_bodies_and_paths(route in proptest::sample::select(ROUTES), body in body(), tail in "[ -~]{0,30}") {

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-#[allow(unused_imports, dead_code)]
+#[allow(unused_imports)]
 #[path = "cluster_common/mod.rs"]
 mod cluster_common;
 mod redis_support;

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{ClientWriteError, RaftError};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::error::ProposeError;
@@ -18,6 +18,8 @@ use crate::types::{Command, Request, Response};
 const MAX_BATCH: usize = 512;
 /// Entries in flight at once per node.
 const MAX_IN_FLIGHT: usize = 4;
+/// Longest wait for a majority to confirm the leader before a batch is appended.
+const QUORUM_CHECK: Duration = Duration::from_millis(500);
 /// Longest wait for one forward to the leader before routing again.
 const FORWARD_ATTEMPT: Duration = Duration::from_millis(1000);
 /// Marker of a forwarded proposal that reached a node that is no longer the leader.
@@ -108,6 +110,28 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                         ProposeError::NoQuorum("leader cannot reach a majority".into()),
                     );
                 }
+                // Prove, by a heartbeat round, that a majority follows us right now: a write
+                // refused with NO_QUORUM is then never appended (so never applied later).
+                match tokio::time::timeout(left.min(QUORUM_CHECK), core.raft.get_read_log_id())
+                    .await
+                {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        return fail(
+                            items,
+                            ProposeError::NoQuorum(format!("leader cannot confirm a majority: {e}")),
+                        )
+                    }
+                    Err(_) => {
+                        return fail(
+                            items,
+                            ProposeError::NoQuorum("no majority answered the leader".into()),
+                        )
+                    }
+                }
                 let cmds: Vec<Command> = items.iter().map(|i| i.cmd.clone()).collect();
                 let ids: Vec<u64> = items.iter().map(|i| i.id).collect();
                 let n = cmds.len() as u64;
@@ -140,7 +164,10 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                         return fail(
                             items,
                             ProposeError::NoQuorum(
-                                "not committed within the propose timeout".into(),
+                                "not committed within the propose timeout (the majority was lost \
+                                 after this write was appended: it may still be applied if the \
+                                 majority returns)"
+                                    .into(),
                             ),
                         )
                     }

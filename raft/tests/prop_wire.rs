@@ -22,6 +22,17 @@ fn cases(default: u32) -> u32 {
         .unwrap_or(default)
 }
 
+/// Cases as given; failures are kept in `tests/regressions/prop_wire.txt` and replayed first.
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig {
+        cases,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct("tests/regressions/prop_wire.txt"),
+        )),
+        ..ProptestConfig::default()
+    }
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -68,7 +79,7 @@ fn command() -> impl Strategy<Value = Command> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(256)))]
+    #![proptest_config(config(cases(256)))]
 
     /// Arbitrary bytes (raw or correctly framed) never panic the decoder.
     #[test]
@@ -156,7 +167,7 @@ impl Handler for Pong {
 const SECRET: &str = "prop-wire-secret-0123456789";
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases(32)))]
+    #![proptest_config(config(cases(32)))]
 
     /// Whatever a stranger sends to the peer port, it is refused (the connection closes),
     /// and a peer with the secret is served right after.

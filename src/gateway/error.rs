@@ -71,7 +71,7 @@ impl From<crate::fanout::FanoutError> for GatewayError {
         use crate::fanout::FanoutError as F;
         match e {
             F::NoQuorum(m) => GatewayError::NoQuorum(format!(
-                "this node cannot reach a majority of the cluster; nothing was written ({m})"
+                "this node cannot reach a majority of the cluster ({m})"
             )),
             F::Invalid(m) => GatewayError::InvalidPayload(m),
             F::Internal(m) => GatewayError::Internal(m),

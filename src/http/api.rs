@@ -227,11 +227,14 @@ async fn history(
             .parse::<u64>()
             .map_err(|_| invalid("since must be a non-negative integer"))?,
     };
-    let h = state
-        .gateway
-        .fanout()
-        .history(&room, since)
-        .map_err(GatewayError::from)?;
+    let fanout = state.gateway.fanout();
+    if fanout.needs_prepare() {
+        fanout
+            .prepare(std::slice::from_ref(&room))
+            .await
+            .map_err(GatewayError::from)?;
+    }
+    let h = fanout.history(&room, since).map_err(GatewayError::from)?;
     let events: Vec<Value> = h
         .events
         .iter()

@@ -16,7 +16,6 @@ use fred::clients::Client;
 use fred::interfaces::{ClientLike as _, HashesInterface, KeysInterface, SetsInterface};
 use fred::types::{Expiration, Value};
 use parking_lot::Mutex;
-use rmpv::Value as Mp;
 use tokio::sync::mpsc;
 
 use super::super::{ClusterCounts, Membership, Presence, RecoveredSocket};
@@ -178,13 +177,13 @@ impl Members {
                 }
                 let recovery = (recoverable && self.recovery_window_ms > 0 && !rec.pid.is_empty())
                     .then(|| {
-                        let v = Mp::Array(vec![
-                            Mp::from(sid.as_str()),
-                            Mp::from(rec.user.as_str()),
-                            rec.session.as_deref().map_or(Mp::Nil, Mp::from),
-                            Mp::Array(rec.rooms.iter().map(|r| Mp::from(r.as_str())).collect()),
-                        ]);
-                        (rec.pid.clone(), wire::write(&v), self.recovery_window_ms)
+                        let v = wire::encode_recovery(
+                            &sid,
+                            &rec.user,
+                            rec.session.as_deref(),
+                            &rec.rooms,
+                        );
+                        (rec.pid.clone(), v, self.recovery_window_ms)
                     });
                 Op::Close {
                     sid,
@@ -205,7 +204,7 @@ impl Members {
         for attempt in 0..3 {
             let v: Option<Vec<u8>> = self.client.getdel(self.keys.recovery(pid)).await?;
             if let Some(bytes) = v {
-                return Ok(decode_recovery(&bytes));
+                return Ok(wire::decode_recovery(&bytes));
             }
             if attempt < 2 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -485,21 +484,4 @@ fn dec(map: &mut HashMap<String, u32>, key: &str) {
             map.remove(key);
         }
     }
-}
-
-fn decode_recovery(mut b: &[u8]) -> Option<RecoveredSocket> {
-    let Mp::Array(items) = rmpv::decode::read_value(&mut b).ok()? else {
-        return None;
-    };
-    let [sid, user, session, rooms] = <[Mp; 4]>::try_from(items).ok()?;
-    Some(RecoveredSocket {
-        sid: sid.as_str()?.to_owned(),
-        user_id: user.as_str()?.to_owned(),
-        session_id: session.as_str().map(str::to_owned),
-        rooms: rooms
-            .as_array()?
-            .iter()
-            .filter_map(|r| r.as_str().map(str::to_owned))
-            .collect(),
-    })
 }

@@ -10,7 +10,7 @@
 use bytes::Bytes;
 use rmpv::Value;
 
-use super::super::{Delivery, Payload};
+use super::super::{Delivery, Payload, RecoveredSocket};
 
 /// Why bytes from Redis are not a message of ours.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -152,6 +152,34 @@ pub fn decode(msg: &[u8]) -> Result<ClusterMsg, WireError> {
     }
 }
 
+/// Encodes a detached socket's recoverable state: msgpack `[sid, user, session, [rooms]]`.
+pub fn encode_recovery(sid: &str, user: &str, session: Option<&str>, rooms: &[String]) -> Vec<u8> {
+    write(&Value::Array(vec![
+        Value::from(sid),
+        Value::from(user),
+        session.map_or(Value::Nil, Value::from),
+        Value::Array(rooms.iter().map(|r| Value::from(r.as_str())).collect()),
+    ]))
+}
+
+/// Decodes what [`encode_recovery`] wrote.
+pub fn decode_recovery(mut b: &[u8]) -> Option<RecoveredSocket> {
+    let Value::Array(items) = rmpv::decode::read_value(&mut b).ok()? else {
+        return None;
+    };
+    let [sid, user, session, rooms] = <[Value; 4]>::try_from(items).ok()?;
+    Some(RecoveredSocket {
+        sid: sid.as_str()?.to_owned(),
+        user_id: user.as_str()?.to_owned(),
+        session_id: session.as_str().map(str::to_owned),
+        rooms: rooms
+            .as_array()?
+            .iter()
+            .filter_map(|r| r.as_str().map(str::to_owned))
+            .collect(),
+    })
+}
+
 pub(crate) fn write(v: &Value) -> Vec<u8> {
     let mut out = Vec::new();
     // Writing to a Vec cannot fail.
@@ -202,5 +230,11 @@ mod tests {
         assert!(decode(b"Dx y\n").is_err());
         assert!(decode(b"Z").is_err());
         assert!(decode(b"D1 2 3 e\n\xc1").is_err());
+        let r = decode_recovery(&encode_recovery("s1", "u", None, &["user:u".into()])).unwrap();
+        assert_eq!(
+            (r.sid.as_str(), r.session_id, r.rooms.len()),
+            ("s1", None, 1)
+        );
+        assert!(decode_recovery(b"\x01").is_none());
     }
 }

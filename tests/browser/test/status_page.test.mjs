@@ -177,6 +177,7 @@ test('the status page shows a three-node cluster with its leader, live', async (
     return td !== null;
   }, victim.id, { timeout: 20_000 });
   assert.match(await page.textContent('#node-count'), /^2 \/ 3$/);
+  await page.waitForFunction(() => document.querySelector('#status').dataset.status === 'degraded', null, { timeout: 5_000 });
   await page.screenshot({ path: path.join(ARTIFACTS, 'status-page-node-down.png'), fullPage: true });
 
   assert.deepEqual(consoleErrors, [], 'no script errors on the page');
