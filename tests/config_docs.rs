@@ -1,4 +1,5 @@
 //! The README documents every server option that `raftcast --help` knows.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 

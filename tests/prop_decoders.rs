@@ -6,6 +6,9 @@
 //! Cases: `PROPTEST_CASES` (default 512). Failures are kept in `tests/regressions/` and
 //! replayed first on every run.
 
+// Tests fail by panicking: expect/unwrap are the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::collections::HashMap;
 
 use bytes::Bytes;
@@ -28,7 +31,9 @@ fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
         failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::Direct("tests/regressions/prop_decoders.txt"),
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/regressions/prop_decoders.txt",
+            ),
         )),
         ..ProptestConfig::default()
     }
@@ -184,20 +189,58 @@ proptest! {
 }
 
 const FLAGS: &[&str] = &[
-    "--port", "--host", "--node-id", "--peer-port", "--peers", "--join", "--advertise-addr",
-    "--cluster-secret", "--api-key", "--jwt-secret", "--backend", "--redis-url",
-    "--cors-origin", "--frontend-url", "--max-body-bytes", "--api-rate", "--session-ttl",
-    "--header-timeout", "--ping-interval-ms", "--ping-timeout-ms", "--max-connections",
-    "--max-connections-per-ip", "--max-event-bytes", "--max-attachments", "--subscribe-rate",
-    "--event-rate", "--max-symbols", "--quote-throttle-ms", "--history-size", "--history-ttl",
-    "--recovery-window", "--shutdown-timeout", "--stats-interval", "--log-format",
-    "--election-timeout-ms", "--node-dead-after", "--propose-timeout",
+    "--port",
+    "--host",
+    "--node-id",
+    "--peer-port",
+    "--peers",
+    "--join",
+    "--advertise-addr",
+    "--cluster-secret",
+    "--api-key",
+    "--jwt-secret",
+    "--backend",
+    "--redis-url",
+    "--cors-origin",
+    "--frontend-url",
+    "--max-body-bytes",
+    "--api-rate",
+    "--session-ttl",
+    "--header-timeout",
+    "--ping-interval-ms",
+    "--ping-timeout-ms",
+    "--max-connections",
+    "--max-connections-per-ip",
+    "--max-event-bytes",
+    "--max-attachments",
+    "--subscribe-rate",
+    "--event-rate",
+    "--max-symbols",
+    "--quote-throttle-ms",
+    "--history-size",
+    "--history-ttl",
+    "--recovery-window",
+    "--shutdown-timeout",
+    "--stats-interval",
+    "--log-format",
+    "--election-timeout-ms",
+    "--node-dead-after",
+    "--propose-timeout",
 ];
 
 const ENVS: &[&str] = &[
-    "PORT", "REDIS_URL", "CORS_ORIGIN", "FRONTEND_URL", "RAFTCAST_PEERS", "RAFTCAST_NODE_ID",
-    "RAFTCAST_MAX_CONNECTIONS", "RAFTCAST_HISTORY_TTL", "RAFTCAST_BACKEND", "RUST_LOG",
-    "RAFTCAST_HEADER_TIMEOUT", "RAFTCAST_API_KEY",
+    "PORT",
+    "REDIS_URL",
+    "CORS_ORIGIN",
+    "FRONTEND_URL",
+    "RAFTCAST_PEERS",
+    "RAFTCAST_NODE_ID",
+    "RAFTCAST_MAX_CONNECTIONS",
+    "RAFTCAST_HISTORY_TTL",
+    "RAFTCAST_BACKEND",
+    "RUST_LOG",
+    "RAFTCAST_HEADER_TIMEOUT",
+    "RAFTCAST_API_KEY",
 ];
 
 fn value() -> impl Strategy<Value = String> {

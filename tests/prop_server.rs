@@ -4,6 +4,9 @@
 //!
 //! Cases: `PROPTEST_CASES` (default 48 per property: each case is a few round trips).
 
+// Tests fail by panicking: expect/unwrap are the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 mod security_common;
 
@@ -25,7 +28,9 @@ fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
         failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::Direct("tests/regressions/prop_server.txt"),
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/regressions/prop_server.txt",
+            ),
         )),
         ..ProptestConfig::default()
     }

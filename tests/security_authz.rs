@@ -4,6 +4,9 @@
 //! are covered by `tests/gateway.rs::bad_jwts_are_refused`; the API's 401 basics by
 //! `tests/api.rs::api_needs_the_key`.)
 
+// Tests fail by panicking: expect/unwrap are the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use std::time::Duration;
@@ -36,7 +39,11 @@ async fn texts(c: &mut Client, within: Duration) -> Vec<String> {
 /// Sends an event with an ack id and returns the ack's first argument.
 async fn ask(c: &mut Client, event: &str, args: &[Value], id: u64) -> Value {
     c.ws.emit(event, args, Some(id));
-    c.ws.ack(id, T).await.into_iter().next().unwrap_or(Value::Null)
+    c.ws.ack(id, T)
+        .await
+        .into_iter()
+        .next()
+        .unwrap_or(Value::Null)
 }
 
 #[tokio::test]
@@ -54,7 +61,10 @@ async fn a_socket_only_ever_receives_its_own_users_private_rooms() {
     // a room of bob's.
     let attempts: Vec<(&str, Vec<Value>)> = vec![
         ("subscribe:portfolio", vec![json!({"userId": "bob"})]),
-        ("subscribe:portfolio", vec![json!({"room": "portfolio:bob", "user": "bob"})]),
+        (
+            "subscribe:portfolio",
+            vec![json!({"room": "portfolio:bob", "user": "bob"})],
+        ),
         (
             "subscribe:portfolio",
             vec![json!({}), json!("bob"), json!({"room": "portfolio:bob"})],
@@ -72,13 +82,27 @@ async fn a_socket_only_ever_receives_its_own_users_private_rooms() {
             "subscribe:trades",
             vec![json!({"since": {"offset": 0, "epoch": epoch, "room": "user:bob"}})],
         ),
-        ("subscribe:trades", vec![json!({"since": {"user:bob": {"offset": 0, "epoch": epoch}}})]),
-        ("subscribe:watchlist", vec![json!({"symbols": ["user:bob"]})]),
-        ("subscribe:watchlist", vec![json!({"symbols": ["../user:bob"]})]),
-        ("subscribe:watchlist", vec![json!({"symbols": ["PORTFOLIO:BOB"]})]),
+        (
+            "subscribe:trades",
+            vec![json!({"since": {"user:bob": {"offset": 0, "epoch": epoch}}})],
+        ),
         (
             "subscribe:watchlist",
-            vec![json!({"symbols": ["AAPL"], "since": {"user:bob": {"offset": 0, "epoch": epoch}}})],
+            vec![json!({"symbols": ["user:bob"]})],
+        ),
+        (
+            "subscribe:watchlist",
+            vec![json!({"symbols": ["../user:bob"]})],
+        ),
+        (
+            "subscribe:watchlist",
+            vec![json!({"symbols": ["PORTFOLIO:BOB"]})],
+        ),
+        (
+            "subscribe:watchlist",
+            vec![
+                json!({"symbols": ["AAPL"], "since": {"user:bob": {"offset": 0, "epoch": epoch}}}),
+            ],
         ),
         ("subscribe:portfolio:bob", vec![json!({})]),
         ("subscribe:user:bob", vec![json!({})]),
@@ -87,7 +111,10 @@ async fn a_socket_only_ever_receives_its_own_users_private_rooms() {
         ("join", vec![json!("user:bob")]),
         ("subscribe", vec![json!({"room": "user:bob"})]),
         ("unsubscribe:portfolio", vec![json!({"userId": "bob"})]),
-        ("subscribe:portfolio", vec![json!({"__proto__": {"userId": "bob"}})]),
+        (
+            "subscribe:portfolio",
+            vec![json!({"__proto__": {"userId": "bob"}})],
+        ),
     ];
     for (i, (event, args)) in attempts.iter().enumerate() {
         let answer = ask(&mut alice, event, args, 100 + i as u64).await;
@@ -97,7 +124,10 @@ async fn a_socket_only_ever_receives_its_own_users_private_rooms() {
         }
         for key in ["rooms", "recovery", "symbols"] {
             let text = answer.get(key).map(Value::to_string).unwrap_or_default();
-            assert!(!text.contains("bob"), "{event} {args:?} opened a room of bob's: {answer}");
+            assert!(
+                !text.contains("bob"),
+                "{event} {args:?} opened a room of bob's: {answer}"
+            );
         }
         if let Some(room) = answer.get("room") {
             assert!(
@@ -109,12 +139,20 @@ async fn a_socket_only_ever_receives_its_own_users_private_rooms() {
 
     // Namespace tricks: another namespace does not exist; events there are ignored.
     alice.ws.send("40/admin,");
-    alice.ws.send(&format!("40/admin,{}", json!({"sessionId": bob.session})));
-    alice.ws.send("42/admin,[\"subscribe:portfolio\",{\"userId\":\"bob\"}]");
+    alice
+        .ws
+        .send(&format!("40/admin,{}", json!({"sessionId": bob.session})));
+    alice
+        .ws
+        .send("42/admin,[\"subscribe:portfolio\",{\"userId\":\"bob\"}]");
     alice.ws.send("42/admin,7[\"subscribe:trades\",{}]");
     // A second CONNECT on `/` with bob's credentials is ignored (one socket per namespace).
-    alice.ws.send(&format!("40{}", json!({"sessionId": bob.session})));
-    alice.ws.send(&format!("40/,{}", json!({"sessionId": bob.session})));
+    alice
+        .ws
+        .send(&format!("40{}", json!({"sessionId": bob.session})));
+    alice
+        .ws
+        .send(&format!("40/,{}", json!({"sessionId": bob.session})));
     let _ = texts(&mut alice, Duration::from_millis(300)).await;
 
     // Now bob's and alice's private rooms get an event each: alice sees hers only.
@@ -122,7 +160,10 @@ async fn a_socket_only_ever_receives_its_own_users_private_rooms() {
     publish_private(&s, "alice", "alice-after").await;
     let got = texts(&mut alice, Duration::from_millis(700)).await;
     let joined = got.join("\n");
-    assert!(!joined.contains("bob-"), "alice received bob's events:\n{joined}");
+    assert!(
+        !joined.contains("bob-"),
+        "alice received bob's events:\n{joined}"
+    );
     assert!(
         joined.contains("alice-after"),
         "alice should still get her own events:\n{joined}"
@@ -139,7 +180,10 @@ async fn recovery_with_another_users_pid_gives_nothing_of_theirs() {
     let mut bob = s.client("bob2").await;
     let _ = ask(&mut bob, "subscribe:portfolio", &[json!({})], 1).await;
     let (bob_sid, bob_pid) = (bob.sid.clone(), bob.pid.clone());
-    assert!(!bob_pid.is_empty(), "recovery is on: the CONNECT answer carries a pid");
+    assert!(
+        !bob_pid.is_empty(),
+        "recovery is on: the CONNECT answer carries a pid"
+    );
     bob.ws.kill(); // accidental disconnect: recoverable
     tokio::time::sleep(Duration::from_millis(200)).await;
     publish_private(&s, "bob2", "bob-missed").await;
@@ -151,7 +195,11 @@ async fn recovery_with_another_users_pid_gives_nothing_of_theirs() {
         .await
         .expect("eve connects as herself");
     assert_ne!(ok["sid"], json!(bob_sid), "eve took over bob's socket id");
-    assert_ne!(ok["pid"], json!(bob_pid), "eve's socket claims to be recovered");
+    assert_ne!(
+        ok["pid"],
+        json!(bob_pid),
+        "eve's socket claims to be recovered"
+    );
     let connected = ws.event("connected", T).await;
     assert_eq!(connected[0]["userId"], "eve");
     publish_private(&s, "bob2", "bob-live").await;
@@ -165,7 +213,10 @@ async fn recovery_with_another_users_pid_gives_nothing_of_theirs() {
         })
         .collect();
     let joined = got.join("\n");
-    assert!(!joined.contains("bob-"), "eve received bob's events:\n{joined}");
+    assert!(
+        !joined.contains("bob-"),
+        "eve received bob's events:\n{joined}"
+    );
 
     // (A wrong-user attempt voids bob's detached socket: he reconnects fresh and recovers
     // with `since`. Confidentiality is what matters here; see docs/security.md.)
@@ -185,7 +236,10 @@ async fn a_jwt_for_another_user_only_opens_that_users_rooms() {
         .expect("accepted");
     let connected = ws.event("connected", T).await;
     // sessionId takes precedence; either way the socket is exactly one user
-    let user = connected[0]["userId"].as_str().unwrap_or_default().to_owned();
+    let user = connected[0]["userId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(user == "dave" || user == "carol", "{connected:?}");
     let other = if user == "dave" { "carol" } else { "dave" };
     publish_private(&s, other, "other-user").await;
@@ -208,7 +262,10 @@ async fn a_jwt_for_another_user_only_opens_that_users_rooms() {
 async fn jwt_algorithm_is_pinned_to_hs256() {
     let s = start(&[]).await;
     let claims = json!({"sub": "mallory", "exp": now_secs() + 600});
-    for alg in [jsonwebtoken::Algorithm::HS384, jsonwebtoken::Algorithm::HS512] {
+    for alg in [
+        jsonwebtoken::Algorithm::HS384,
+        jsonwebtoken::Algorithm::HS512,
+    ] {
         let token = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(alg),
             &claims,
@@ -225,12 +282,18 @@ async fn jwt_algorithm_is_pinned_to_hs256() {
     // a token whose sub is not a valid user id
     let token = jwt(&json!({"sub": "a b/../c", "exp": now_secs() + 600}));
     let mut ws = s.ws().await;
-    let e = ws.connect(json!({"token": token})).await.expect_err("bad sub");
+    let e = ws
+        .connect(json!({"token": token}))
+        .await
+        .expect_err("bad sub");
     assert_eq!(e["message"], "UNAUTHORIZED", "{e}");
     // a token with an exp far in the past but a huge leeway claim is still expired
     let token = jwt(&json!({"sub": "u", "exp": now_secs() - 60, "leeway": 1_000_000}));
     let mut ws = s.ws().await;
-    let e = ws.connect(json!({"token": token})).await.expect_err("expired");
+    let e = ws
+        .connect(json!({"token": token}))
+        .await
+        .expect_err("expired");
     assert_eq!(e["message"], "UNAUTHORIZED", "{e}");
 }
 
@@ -238,14 +301,22 @@ async fn jwt_algorithm_is_pinned_to_hs256() {
 async fn every_api_route_needs_the_exact_key() {
     let s = start(&[]).await;
     let routes: &[(reqwest::Method, &str, Option<Value>)] = &[
-        (reqwest::Method::POST, "/api/sessions", Some(json!({"userId": "x"}))),
+        (
+            reqwest::Method::POST,
+            "/api/sessions",
+            Some(json!({"userId": "x"})),
+        ),
         (reqwest::Method::DELETE, "/api/sessions/abc", None),
         (
             reqwest::Method::POST,
             "/api/emit",
             Some(json!({"userId": "x", "event": "e", "data": 1})),
         ),
-        (reqwest::Method::POST, "/api/quotes", Some(json!({"symbol": "A", "quote": 1}))),
+        (
+            reqwest::Method::POST,
+            "/api/quotes",
+            Some(json!({"symbol": "A", "quote": 1})),
+        ),
         (reqwest::Method::GET, "/api/rooms/user:x/history", None),
         (reqwest::Method::GET, "/api/presence/x", None),
         (reqwest::Method::GET, "/api/stats", None),
@@ -281,7 +352,13 @@ async fn every_api_route_needs_the_exact_key() {
         }
     }
     // the operator routes need none and carry no secret
-    for path in ["/healthz", "/readyz", "/health/websocket", "/metrics", "/cluster/status"] {
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/health/websocket",
+        "/metrics",
+        "/cluster/status",
+    ] {
         let r = s.http.get(s.url(path)).send().await.expect("get");
         assert!(r.status().is_success(), "{path}: {}", r.status());
         let text = r.text().await.unwrap_or_default();
@@ -294,18 +371,35 @@ async fn every_api_route_needs_the_exact_key() {
 #[test]
 fn api_key_comparison_uses_subtle() {
     let src = include_str!("../src/http/api.rs");
-    assert!(src.contains("use subtle::ConstantTimeEq"), "api.rs no longer imports subtle");
+    assert!(
+        src.contains("use subtle::ConstantTimeEq"),
+        "api.rs no longer imports subtle"
+    );
     let guard = src
         .split("async fn guard(")
         .nth(1)
         .and_then(|rest| rest.split("\nasync fn ").next())
         .expect("api.rs has the guard middleware");
-    assert!(guard.contains(".ct_eq(state.api_key.as_bytes())"), "{guard}");
-    for bad in ["== state.api_key", "state.api_key ==", "eq(&state.api_key", ".eq(state.api_key"] {
-        assert!(!guard.contains(bad), "non-constant-time comparison `{bad}` in guard");
+    assert!(
+        guard.contains(".ct_eq(state.api_key.as_bytes())"),
+        "{guard}"
+    );
+    for bad in [
+        "== state.api_key",
+        "state.api_key ==",
+        "eq(&state.api_key",
+        ".eq(state.api_key",
+    ] {
+        assert!(
+            !guard.contains(bad),
+            "non-constant-time comparison `{bad}` in guard"
+        );
     }
     // The peer handshake compares MACs with hmac's constant-time verify.
     let auth = include_str!("../raft/src/network/auth.rs");
-    assert!(auth.contains(".verify_slice("), "peer auth no longer uses verify_slice");
+    assert!(
+        auth.contains(".verify_slice("),
+        "peer auth no longer uses verify_slice"
+    );
     assert!(!auth.contains("== smac") && !auth.contains("== cmac"));
 }

@@ -7,6 +7,9 @@
 //! (`socketio_frames::polling_post_over_max_payload_is_413`), more attachments than
 //! `--max-attachments` close the connection (`socketio_frames::too_many_attachments_...`).
 
+// Tests fail by panicking: expect/unwrap are the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 mod security_common;
 
@@ -16,7 +19,12 @@ use serde_json::{json, Value};
 
 /// The node still answers health, API and a fresh client after the abuse.
 async fn still_serves(s: &TestServer) {
-    let r = s.http.get(s.url("/health/websocket")).send().await.expect("health");
+    let r = s
+        .http
+        .get(s.url("/health/websocket"))
+        .send()
+        .await
+        .expect("health");
     assert_eq!(r.status(), 200);
     let mut c = s.client("after-abuse").await;
     c.ws.emit("ping", &[json!(1)], Some(1));
@@ -44,13 +52,19 @@ async fn one_mib_websocket_message_to_a_default_node_is_refused() {
     let s = start(&[]).await;
     let open = s.ws().await.open.clone();
     let max = open["maxPayload"].as_u64().expect("maxPayload");
-    assert!(max <= 1 << 20, "default maxPayload {max} is not sized for this service");
+    assert!(
+        max <= 1 << 20,
+        "default maxPayload {max} is not sized for this service"
+    );
 
     // one 1 MiB text frame
     let mut ws = raw_client(&s, "big1").await;
     let big = format!("42[\"ping\",\"{}\"]", "x".repeat(1 << 20));
     let _ = ws.send(&text(&big)).await;
-    assert!(ws.closed_within(T).await, "1 MiB frame did not close the connection");
+    assert!(
+        ws.closed_within(T).await,
+        "1 MiB frame did not close the connection"
+    );
 
     // the same in small fragments (the message limit, not only the frame limit)
     let mut ws = raw_client(&s, "big2").await;
@@ -64,7 +78,10 @@ async fn one_mib_websocket_message_to_a_default_node_is_refused() {
         }
     }
     let _ = ws.send(&frame(0, true, b"\"]")).await;
-    assert!(closed || ws.closed_within(T).await, "1 MiB in fragments was accepted");
+    assert!(
+        closed || ws.closed_within(T).await,
+        "1 MiB in fragments was accepted"
+    );
 
     // a frame header announcing 1 GiB is refused before any of it arrives
     let mut ws = raw_client(&s, "big3").await;
@@ -72,7 +89,10 @@ async fn one_mib_websocket_message_to_a_default_node_is_refused() {
     head.extend_from_slice(&(1u64 << 30).to_be_bytes());
     head.extend_from_slice(&[1, 2, 3, 4]);
     let _ = ws.send(&head).await;
-    assert!(ws.closed_within(T).await, "1 GiB frame header was not refused");
+    assert!(
+        ws.closed_within(T).await,
+        "1 GiB frame header was not refused"
+    );
 
     // binary messages too
     let mut ws = raw_client(&s, "big4").await;
@@ -86,10 +106,17 @@ async fn malformed_packets_get_a_clean_disconnect_or_an_answer() {
     count_panics();
     let s = start(&[]).await;
     let deep = format!("42[\"ping\",{}{}]", "[".repeat(5000), "]".repeat(5000));
-    let deep_obj = format!("42[\"ping\",{}1{}]", "{\"a\":".repeat(3000), "}".repeat(3000));
+    let deep_obj = format!(
+        "42[\"ping\",{}1{}]",
+        "{\"a\":".repeat(3000),
+        "}".repeat(3000)
+    );
     let many_keys = format!(
         "42[\"ping\",{{{}}}]",
-        (0..5000).map(|i| format!("\"k{i}\":{i}")).collect::<Vec<_>>().join(",")
+        (0..5000)
+            .map(|i| format!("\"k{i}\":{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let cases: Vec<Vec<u8>> = vec![
         text(""),
@@ -190,7 +217,9 @@ async fn poll_post(s: &TestServer, sid: &str, body: impl Into<reqwest::Body>) ->
 /// content-length to check up front); returns the status.
 async fn chunked_post(s: &TestServer, sid: &str, chunks: usize, size: usize) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut c = tokio::net::TcpStream::connect(s.addr).await.expect("connect");
+    let mut c = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
     let head = format!(
         "POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
     );
@@ -203,9 +232,16 @@ async fn chunked_post(s: &TestServer, sid: &str, chunks: usize, size: usize) -> 
     }
     let _ = c.write_all(b"0\r\n\r\n").await;
     let mut buf = vec![0u8; 1024];
-    let n = tokio::time::timeout(T, c.read(&mut buf)).await.ok().and_then(Result::ok).unwrap_or(0);
+    let n = tokio::time::timeout(T, c.read(&mut buf))
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or(0);
     let head = String::from_utf8_lossy(&buf[..n]).to_string();
-    head.split_whitespace().nth(1).and_then(|x| x.parse().ok()).unwrap_or(0)
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0)
 }
 
 async fn polling_sid(s: &TestServer) -> String {
@@ -253,7 +289,15 @@ async fn polling_bodies_are_bounded_and_checked() {
 #[tokio::test]
 async fn wrong_json_types_in_every_client_event() {
     count_panics();
-    let s = start(&["--event-rate", "100000", "--subscribe-rate", "100000", "--max-symbols", "50"]).await;
+    let s = start(&[
+        "--event-rate",
+        "100000",
+        "--subscribe-rate",
+        "100000",
+        "--max-symbols",
+        "50",
+    ])
+    .await;
     let mut c = s.client("types").await;
     let values = [
         json!(null),
@@ -323,16 +367,22 @@ async fn wrong_json_types_in_every_client_event() {
     // the type errors that must be INVALID_PAYLOAD
     for (event, v) in [
         ("subscribe:portfolio", json!({"since": 1})),
-        ("subscribe:trades", json!({"since": {"offset": "1", "epoch": "e"}})),
+        (
+            "subscribe:trades",
+            json!({"since": {"offset": "1", "epoch": "e"}}),
+        ),
         ("subscribe:watchlist", json!({"symbols": "AAPL"})),
         ("subscribe:watchlist", json!({"symbols": [1]})),
         ("unsubscribe:watchlist", json!({"symbols": null})),
         ("nonexistent", json!({})),
     ] {
         id += 1;
-        c.ws.emit(event, &[v.clone()], Some(id));
+        c.ws.emit(event, std::slice::from_ref(&v), Some(id));
         let ack = c.ws.ack(id, T).await;
-        assert_eq!(ack[0]["error"]["code"], "INVALID_PAYLOAD", "{event} {v}: {ack:?}");
+        assert_eq!(
+            ack[0]["error"]["code"], "INVALID_PAYLOAD",
+            "{event} {v}: {ack:?}"
+        );
     }
     // no args at all, and many args
     id += 1;
@@ -423,7 +473,12 @@ async fn wrong_types_in_every_api_body() {
                 .expect("post");
             let status = r.status().as_u16();
             let v: Value = r.json().await.unwrap_or(Value::Null);
-            assert_eq!(status, 400, "{path} {:?}: {v}", String::from_utf8_lossy(&body[..body.len().min(40)]));
+            assert_eq!(
+                status,
+                400,
+                "{path} {:?}: {v}",
+                String::from_utf8_lossy(&body[..body.len().min(40)])
+            );
             assert_eq!(v["code"], "INVALID_PAYLOAD", "{v}");
         }
     }
@@ -451,7 +506,11 @@ async fn wrong_types_in_every_api_body() {
     let long = format!("/api/rooms/{}/history", "r".repeat(300));
     assert_eq!(s.get_json(&long).await.0, 400);
     let (status, _) = s
-        .api(reqwest::Method::DELETE, &format!("/api/sessions/{}", "s".repeat(200)), None)
+        .api(
+            reqwest::Method::DELETE,
+            &format!("/api/sessions/{}", "s".repeat(200)),
+            None,
+        )
         .await;
     assert_eq!(status, 400);
     // over the body limit: 413

@@ -2,6 +2,9 @@
 //! request from another `Origin` is refused with 403 and CORS headers only ever name an
 //! allowed origin; `*` is only ever an explicit choice.
 
+// Tests fail by panicking: expect/unwrap are the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 
 use std::net::SocketAddr;
@@ -120,16 +123,25 @@ async fn configured_origins_only() {
     for origin in FOREIGN {
         let head = ws_upgrade(&s, Some(origin)).await;
         assert_eq!(status(&head), 403, "ws upgrade from {origin:?}: {head}");
-        assert!(header(&head, "access-control-allow-origin").is_none(), "{head}");
+        assert!(
+            header(&head, "access-control-allow-origin").is_none(),
+            "{head}"
+        );
         let head = polling(&s, Some(origin)).await;
         assert_eq!(status(&head), 403, "polling from {origin:?}: {head}");
-        assert!(header(&head, "access-control-allow-origin").is_none(), "{head}");
+        assert!(
+            header(&head, "access-control-allow-origin").is_none(),
+            "{head}"
+        );
         let head = preflight(&s, "/socket.io/?EIO=4&transport=polling", origin).await;
         assert_eq!(status(&head), 403, "preflight from {origin:?}: {head}");
         // other routes still answer (they are not for browsers), but name no origin
         let head = get(&s, "/healthz", origin).await;
         assert_eq!(status(&head), 200, "{head}");
-        assert!(header(&head, "access-control-allow-origin").is_none(), "{head}");
+        assert!(
+            header(&head, "access-control-allow-origin").is_none(),
+            "{head}"
+        );
     }
     for origin in [APP, APP2, "HTTPS://APP.EXAMPLE", "https://app.example/"] {
         let head = ws_upgrade(&s, Some(origin)).await;
@@ -184,5 +196,8 @@ async fn star_is_an_explicit_choice() {
         header(&head, "access-control-allow-origin"),
         Some("https://anything.example")
     );
-    assert_eq!(status(&ws_upgrade(&s, Some("https://x.example")).await), 101);
+    assert_eq!(
+        status(&ws_upgrade(&s, Some("https://x.example")).await),
+        101
+    );
 }

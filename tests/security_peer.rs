@@ -136,8 +136,17 @@ async fn healthy(http: &reqwest::Client, base: &str) {
     assert_eq!(v["status"], "healthy", "{v}");
 }
 
-async fn api(http: &reqwest::Client, base: &str, key: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = http.request(method, format!("{base}{path}")).bearer_auth(key);
+async fn api(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = http
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(key);
     if let Some(b) = body {
         req = req.json(&b);
     }
@@ -151,10 +160,14 @@ type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 async fn ws_connect(port: u16, auth: Value) -> (Ws, String) {
     let stream = TcpStream::connect(("127.0.0.1", port)).await.expect("tcp");
     let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
-    let (mut ws, _) = tokio_tungstenite::client_async(url, stream).await.expect("ws");
+    let (mut ws, _) = tokio_tungstenite::client_async(url, stream)
+        .await
+        .expect("ws");
     let open = ws.next().await.expect("open").expect("open");
     let open = open.into_text().expect("text").to_string();
-    ws.send(Message::text(format!("40{auth}"))).await.expect("send");
+    ws.send(Message::text(format!("40{auth}")))
+        .await
+        .expect("send");
     let answer = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             match ws.next().await {
@@ -185,17 +198,32 @@ async fn peer_port_refuses_strangers_and_logs_hold_no_secrets() {
     // --- the peer port -------------------------------------------------------------
     // The right secret works (the harness is sound) ...
     let friend = NetCtx::new(2, SECRET.into(), None);
-    match friend.call(&peer, None, &Req::Ping, Duration::from_secs(5)).await {
+    match friend
+        .call(&peer, None, &Req::Ping, Duration::from_secs(5))
+        .await
+    {
         Ok(Resp::Pong { node_id, .. }) => assert_eq!(node_id, 1),
         other => panic!("ping with the right secret: {other:?}"),
     }
     // ... a wrong one does not, whatever it asks.
-    for wrong in ["", "wrong", &SECRET[..SECRET.len() - 1], &format!("{SECRET}x")] {
+    for wrong in [
+        "",
+        "wrong",
+        &SECRET[..SECRET.len() - 1],
+        &format!("{SECRET}x"),
+    ] {
         let stranger = NetCtx::new(9, wrong.into(), None);
-        let r = stranger.call(&peer, None, &Req::Ping, Duration::from_secs(5)).await;
+        let r = stranger
+            .call(&peer, None, &Req::Ping, Duration::from_secs(5))
+            .await;
         assert!(r.is_err(), "wrong secret {wrong:?} was accepted: {r:?}");
         let r = stranger
-            .call(&peer, None, &Req::Forward(Vec::new()), Duration::from_secs(5))
+            .call(
+                &peer,
+                None,
+                &Req::Forward(Vec::new()),
+                Duration::from_secs(5),
+            )
             .await;
         assert!(r.is_err(), "wrong secret {wrong:?} could forward: {r:?}");
     }
@@ -203,7 +231,9 @@ async fn peer_port_refuses_strangers_and_logs_hold_no_secrets() {
     // a request frame without any handshake, and silence (closed by the 5 s handshake timeout).
     let mut attempts = Vec::new();
     let garbage: Vec<Vec<u8>> = vec![
-        (0..200u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect(),
+        (0..200u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect(),
         vec![0xff, 0xff, 0xff, 0xff],
         vec![0, 0, 0, 8, 1, 2, 3, 4, 5, 6, 7, 8],
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
@@ -231,11 +261,22 @@ async fn peer_port_refuses_strangers_and_logs_hold_no_secrets() {
         }
     }
     for a in attempts {
-        assert!(a.await.expect("task"), "a stranger's connection was kept open");
+        assert!(
+            a.await.expect("task"),
+            "a stranger's connection was kept open"
+        );
     }
     // the node is still healthy and still commits writes
     healthy(&http, &base).await;
-    let (status, v) = api(&http, &base, API_KEY, reqwest::Method::POST, "/api/emit", Some(json!({"userId": "u1", "event": "trade:executed", "data": 1}))).await;
+    let (status, v) = api(
+        &http,
+        &base,
+        API_KEY,
+        reqwest::Method::POST,
+        "/api/emit",
+        Some(json!({"userId": "u1", "event": "trade:executed", "data": 1})),
+    )
+    .await;
     assert_eq!(status, 200, "{v}");
     assert!(v["offset"].as_u64().is_some_and(|o| o >= 1), "{v}");
     let log = std::fs::read_to_string(&node.log).unwrap_or_default();
@@ -246,7 +287,15 @@ async fn peer_port_refuses_strangers_and_logs_hold_no_secrets() {
     let mut engine_sids = Vec::new();
     let mut pids = Vec::new();
     for user in ["alice", "bob"] {
-        let (status, v) = api(&http, &base, API_KEY, reqwest::Method::POST, "/api/sessions", Some(json!({"userId": user}))).await;
+        let (status, v) = api(
+            &http,
+            &base,
+            API_KEY,
+            reqwest::Method::POST,
+            "/api/sessions",
+            Some(json!({"userId": user})),
+        )
+        .await;
         assert_eq!(status, 201, "{v}");
         let sid = v["sessionId"].as_str().expect("sessionId").to_owned();
         let (mut ws, answers) = ws_connect(node.port, json!({"sessionId": sid})).await;
@@ -258,13 +307,23 @@ async fn peer_port_refuses_strangers_and_logs_hold_no_secrets() {
         let ok: Value = serde_json::from_str(&ok[2..]).expect("connect ok");
         pids.push(ok["pid"].as_str().expect("pid").to_owned());
         // some traffic, a bad packet, then gone
-        let _ = ws.send(Message::text("42[\"subscribe:portfolio\",{}]")).await;
+        let _ = ws
+            .send(Message::text("42[\"subscribe:portfolio\",{}]"))
+            .await;
         let _ = ws.send(Message::text("42[\"nope\"")).await;
         let _ = ws.close(None).await;
         sessions.push(sid);
     }
     // revoke one; reuse it; unknown session; bad tokens; wrong API keys
-    let (status, _) = api(&http, &base, API_KEY, reqwest::Method::DELETE, &format!("/api/sessions/{}", sessions[0]), None).await;
+    let (status, _) = api(
+        &http,
+        &base,
+        API_KEY,
+        reqwest::Method::DELETE,
+        &format!("/api/sessions/{}", sessions[0]),
+        None,
+    )
+    .await;
     assert_eq!(status, 204);
     let (_, answer) = ws_connect(node.port, json!({"sessionId": sessions[0]})).await;
     assert!(answer.contains("\n44"), "{answer}");
@@ -306,12 +365,16 @@ async fn peer_port_refuses_strangers_and_logs_hold_no_secrets() {
     let open: Value = serde_json::from_str(&body[1..]).expect("open");
     let poll_sid = open["sid"].as_str().expect("sid").to_owned();
     let _ = http
-        .post(format!("{base}/socket.io/?EIO=4&transport=polling&sid={poll_sid}"))
+        .post(format!(
+            "{base}/socket.io/?EIO=4&transport=polling&sid={poll_sid}"
+        ))
         .body(format!("40{}", json!({"sessionId": sessions[1]})))
         .send()
         .await;
     let _ = http
-        .post(format!("{base}/socket.io/?EIO=4&transport=polling&sid={poll_sid}"))
+        .post(format!(
+            "{base}/socket.io/?EIO=4&transport=polling&sid={poll_sid}"
+        ))
         .body("4garbage")
         .send()
         .await;
@@ -339,7 +402,10 @@ async fn peer_port_refuses_strangers_and_logs_hold_no_secrets() {
         ("JWT", good_token.clone()),
         ("bad JWT", bad_token.clone()),
         // the signature part alone
-        ("JWT signature", good_token.rsplit('.').next().unwrap_or_default().to_owned()),
+        (
+            "JWT signature",
+            good_token.rsplit('.').next().unwrap_or_default().to_owned(),
+        ),
     ];
     for s in &sessions {
         secrets.push(("session id", s.clone()));
@@ -352,8 +418,14 @@ async fn peer_port_refuses_strangers_and_logs_hold_no_secrets() {
     }
     for (what, value) in &secrets {
         assert!(!value.is_empty());
-        assert!(!log.contains(value.as_str()), "the log contains the {what} {value}");
-        assert!(!metrics.contains(value.as_str()), "/metrics contains the {what} {value}");
+        assert!(
+            !log.contains(value.as_str()),
+            "the log contains the {what} {value}"
+        );
+        assert!(
+            !metrics.contains(value.as_str()),
+            "/metrics contains the {what} {value}"
+        );
     }
     // the generated-secret files would be mode 0600; none were generated here
     assert!(!node.dir.join("data").join("api-key").exists());

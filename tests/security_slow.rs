@@ -4,6 +4,9 @@
 //! limits hold under a flood. (`--max-connections` answering `SERVER_FULL` is covered by
 //! `tests/limits.rs::max_connections_refuses_with_server_full`.)
 
+// Tests fail by panicking: expect/unwrap are the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod common;
 mod security_common;
 
@@ -45,7 +48,10 @@ async fn slow_header_connections_are_closed_by_the_header_timeout() {
     let s = start(&["--header-timeout", "1s"]).await;
     // dribbles one header byte every 200 ms, never finishing the request
     let mut dribble = TcpStream::connect(s.addr).await.expect("connect");
-    dribble.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ").await.expect("write");
+    dribble
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .expect("write");
     let start_at = Instant::now();
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
@@ -62,9 +68,15 @@ async fn slow_header_connections_are_closed_by_the_header_timeout() {
         }
     })
     .await;
-    assert!(closed.is_ok(), "slow-header connection still open after 5 s");
+    assert!(
+        closed.is_ok(),
+        "slow-header connection still open after 5 s"
+    );
     let took = start_at.elapsed();
-    assert!(took >= Duration::from_millis(800), "closed too early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(800),
+        "closed too early: {took:?}"
+    );
 
     // a connection that sends nothing at all
     let mut idle = TcpStream::connect(s.addr).await.expect("connect");
@@ -78,7 +90,12 @@ async fn slow_header_connections_are_closed_by_the_header_timeout() {
         let _ = c.write_all(b"GET / HTTP/1.1\r\n").await;
         slow.push(c);
     }
-    let r = s.http.get(s.url("/health/websocket")).send().await.expect("health");
+    let r = s
+        .http
+        .get(s.url("/health/websocket"))
+        .send()
+        .await
+        .expect("health");
     assert_eq!(r.status(), 200);
     for mut c in slow {
         let (closed, _) = wait_closed(&mut c, Duration::from_secs(4)).await;
@@ -126,7 +143,12 @@ async fn a_client_that_stops_reading_is_dropped_and_freed() {
     let dropped = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             s.gateway
-                .publish("user:stalled", "trade:executed", Payload::json(big.clone()), false)
+                .publish(
+                    "user:stalled",
+                    "trade:executed",
+                    Payload::json(big.clone()),
+                    false,
+                )
                 .await
                 .expect("publish");
             sent += 1;
@@ -137,7 +159,10 @@ async fn a_client_that_stops_reading_is_dropped_and_freed() {
         }
     })
     .await;
-    assert!(dropped.is_ok(), "still connected after {sent} events of 256 KiB");
+    assert!(
+        dropped.is_ok(),
+        "still connected after {sent} events of 256 KiB"
+    );
     // 4 MiB send queue + the kernel's buffers: dropped after tens of MiB, not hundreds
     assert!(sent < 400, "dropped only after {sent} events");
 
@@ -151,7 +176,10 @@ async fn a_client_that_stops_reading_is_dropped_and_freed() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!still, "the server still holds the stalled client's connection open");
+    assert!(
+        !still,
+        "the server still holds the stalled client's connection open"
+    );
     let stats = s.stats().await;
     assert_eq!(stats["totalConnections"], 1, "{stats}");
 
@@ -186,7 +214,8 @@ async fn per_ip_cap_refuses_with_a_clear_answer() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 429"), "{text}");
     assert!(text.contains("max-connections-per-ip"), "{text}");
-    let body: Value = serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or("")).expect("json body");
+    let body: Value =
+        serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap_or("")).expect("json body");
     assert_eq!(body["code"], "RATE_LIMIT", "{body}");
 
     // other addresses are not affected
@@ -202,7 +231,10 @@ async fn per_ip_cap_refuses_with_a_clear_answer() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(ok, "no room after a connection from the capped address closed");
+    assert!(
+        ok,
+        "no room after a connection from the capped address closed"
+    );
     assert_eq!(panics(), 0);
 }
 
@@ -235,7 +267,10 @@ async fn rate_limits_hold_under_a_flood() {
                 Some("error") => {
                     let a = common::event_args(&t).unwrap_or_default();
                     assert_eq!(a[0]["code"], "RATE_LIMIT", "{t}");
-                    assert!(a[0]["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0), "{t}");
+                    assert!(
+                        a[0]["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0),
+                        "{t}"
+                    );
                     limited += 1;
                 }
                 Some("subscribed:portfolio") => confirmed += 1,
@@ -246,13 +281,20 @@ async fn rate_limits_hold_under_a_flood() {
         }
     }
     assert_eq!(limited + confirmed, 2000, "every flooded event is answered");
-    assert!(confirmed <= 20 + 20 * 10, "{confirmed} events got through a 20/s limit");
+    assert!(
+        confirmed <= 20 + 20 * 10,
+        "{confirmed} events got through a 20/s limit"
+    );
     assert!(limited >= 1500, "only {limited} rate-limited");
     // the calm client is served promptly meanwhile
     let t0 = Instant::now();
     calm.ws.emit("ping", &[], Some(1));
     let _ = calm.ws.ack(1, T).await;
-    assert!(t0.elapsed() < Duration::from_millis(500), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t0.elapsed()
+    );
 
     // API flood: 300 concurrent requests against 50/s: some 429 with Retry-After, no 5xx
     let mut tasks = Vec::new();

@@ -122,7 +122,9 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                     Ok(Err(e)) => {
                         return fail(
                             items,
-                            ProposeError::NoQuorum(format!("leader cannot confirm a majority: {e}")),
+                            ProposeError::NoQuorum(format!(
+                                "leader cannot confirm a majority: {e}"
+                            )),
                         )
                     }
                     Err(_) => {
@@ -159,6 +161,11 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                         // Leadership moved while proposing: route again.
                         continue;
                     }
+                    // A leader that is stopping answers "shutting down": the proposal is routed
+                    // again (to the next leader) by whoever forwarded it — safe with ids.
+                    Ok(Err(_)) if core.stopping() => {
+                        return fail(items, ProposeError::ShuttingDown)
+                    }
                     Ok(Err(e)) => return fail(items, ProposeError::Fatal(e.to_string())),
                     Err(_) => {
                         return fail(
@@ -191,7 +198,12 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                 // most one attempt before the proposal is routed again.
                 match core
                     .net
-                    .call(&addr, Some(l), &Req::Forward(cmds), left.min(FORWARD_ATTEMPT))
+                    .call(
+                        &addr,
+                        Some(l),
+                        &Req::Forward(cmds),
+                        left.min(FORWARD_ATTEMPT),
+                    )
                     .await
                 {
                     Ok(Resp::Forward(Ok(results))) => {
@@ -199,6 +211,7 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                         for (i, r) in items.into_iter().zip(results) {
                             match r {
                                 Err(ProposeError::NoQuorum(s)) if s == NOT_LEADER => retry.push(i),
+                                Err(ProposeError::ShuttingDown) => retry.push(i),
                                 r => {
                                     let _ = i.tx.send(r);
                                 }

@@ -27,7 +27,9 @@ fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
         cases,
         failure_persistence: Some(Box::new(
-            proptest::test_runner::FileFailurePersistence::Direct("tests/regressions/prop_wire.txt"),
+            proptest::test_runner::FileFailurePersistence::Direct(
+                "tests/regressions/prop_wire.txt",
+            ),
         )),
         ..ProptestConfig::default()
     }
@@ -63,16 +65,18 @@ fn command() -> impl Strategy<Value = Command> {
             any::<u32>(),
             any::<u64>()
         )
-            .prop_map(|(room, event, payload, durable, history_max, history_ttl_ms)| {
-                Command::Publish {
-                    room,
-                    event,
-                    payload,
-                    durable,
-                    history_max,
-                    history_ttl_ms,
+            .prop_map(
+                |(room, event, payload, durable, history_max, history_ttl_ms)| {
+                    Command::Publish {
+                        room,
+                        event,
+                        payload,
+                        durable,
+                        history_max,
+                        history_ttl_ms,
+                    }
                 }
-            }),
+            ),
         (".{0,20}", proptest::collection::vec(".{0,20}", 0..5))
             .prop_map(|(sid, rooms)| Command::Join { sid, rooms }),
     ]
@@ -146,6 +150,36 @@ proptest! {
         let r = rt.block_on(read_frame::<_, Req>(&mut &f[..], 1 << 20));
         prop_assert!(r.is_err());
     }
+}
+
+/// Regression (found by `mutated_messages_never_panic`): a string length prefix corrupted to
+/// an exabyte-sized claim used to abort the process on the allocation.
+#[test]
+fn huge_length_prefix_inside_a_frame_is_an_error() {
+    rt().block_on(async {
+        let mut buf = Vec::new();
+        let req = Req::Forward(vec![(
+            1,
+            Command::RevokeSession {
+                session_id: "abc".into(),
+            },
+        )]);
+        write_frame(&mut buf, &req).await.expect("encode");
+        let body = buf[4..].to_vec();
+        let at = body
+            .windows(4)
+            .position(|w| w == [3, b'a', b'b', b'c'])
+            .expect("the string's length prefix");
+        for claim in [u64::MAX, 6_735_228_137_099_970_700, 1 << 40, (1 << 30) + 1] {
+            let mut corrupt = body[..at].to_vec();
+            corrupt.push(0xfd); // bincode varint: a u64 follows
+            corrupt.extend_from_slice(&claim.to_le_bytes());
+            corrupt.extend_from_slice(b"abc");
+            let f = framed(&corrupt);
+            let r = read_frame::<_, Req>(&mut &f[..], 1 << 20).await;
+            assert!(r.is_err(), "claim {claim} decoded");
+        }
+    });
 }
 
 /// Answers pings only.

@@ -143,7 +143,10 @@ fn to_message(frame: Frame) -> Message {
 }
 
 /// Writes everything queued, then flushes once.
-async fn write_all<S: Stream>(conn: &Conn, ws: &mut WebSocketStream<S>) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+async fn write_all<S: Stream>(
+    conn: &Conn,
+    ws: &mut WebSocketStream<S>,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     loop {
         let frames = conn.drain();
         if frames.is_empty() {

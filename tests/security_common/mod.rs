@@ -75,12 +75,16 @@ impl RawWs {
         Self::open_from(addr, None).await.expect("raw websocket")
     }
 
-    pub async fn open_from(addr: SocketAddr, local: Option<std::net::IpAddr>) -> Result<RawWs, String> {
+    pub async fn open_from(
+        addr: SocketAddr,
+        local: Option<std::net::IpAddr>,
+    ) -> Result<RawWs, String> {
         let stream = match local {
             None => TcpStream::connect(addr).await.map_err(|e| e.to_string())?,
             Some(ip) => {
                 let sock = tokio::net::TcpSocket::new_v4().map_err(|e| e.to_string())?;
-                sock.bind(SocketAddr::new(ip, 0)).map_err(|e| e.to_string())?;
+                sock.bind(SocketAddr::new(ip, 0))
+                    .map_err(|e| e.to_string())?;
                 sock.connect(addr).await.map_err(|e| e.to_string())?
             }
         };
@@ -91,7 +95,10 @@ impl RawWs {
         let req = format!(
             "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
         );
-        stream.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+        stream
+            .write_all(req.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 1024];
         let head_end = tokio::time::timeout(Duration::from_secs(5), async {
@@ -223,10 +230,8 @@ fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
 
 /// Parses `/metrics` for one unlabelled gauge or counter.
 pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (k, v) = l.split_once(' ')?;
-            (k == name).then(|| v.trim().parse().ok()).flatten()
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name).then(|| v.trim().parse().ok()).flatten()
+    })
 }

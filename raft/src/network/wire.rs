@@ -99,7 +99,26 @@ pub async fn read_frame<R: AsyncReadExt + Unpin, T: DeserializeOwned>(
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
-    bincode::serde::decode_from_slice(&body, bincode::config::standard())
+    decode_body(&body)
+}
+
+/// Frames up to this size decode with [`SMALL_CLAIMS`] as their allocation bound.
+const SMALL_FRAME: usize = 64 * 1024;
+/// Most bytes the strings and byte vectors of a small frame may claim.
+const SMALL_CLAIMS: usize = 16 << 20;
+
+/// Decodes a frame body. The length prefixes inside it are bounded: without a limit bincode
+/// allocates whatever a (corrupt or hostile) prefix claims before reading, and a claim of
+/// exabytes aborts the process (found by raft/tests/prop_wire.rs).
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, NetError> {
+    let decoded = if body.len() <= SMALL_FRAME {
+        let cfg = bincode::config::standard().with_limit::<SMALL_CLAIMS>();
+        bincode::serde::decode_from_slice(body, cfg)
+    } else {
+        let cfg = bincode::config::standard().with_limit::<MAX_FRAME>();
+        bincode::serde::decode_from_slice(body, cfg)
+    };
+    decoded
         .map(|(v, _)| v)
         .map_err(|e| NetError::Codec(e.to_string()))
 }

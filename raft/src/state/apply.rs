@@ -42,7 +42,11 @@ pub fn apply_entry<K: Kv + ?Sized>(
             }
             let r = ctx.apply(cmd, pos)?;
             put(ctx.kv, key, &r)?;
-            put(ctx.kv, Key::tag(keys::PROPOSAL_EXP).n(now).n(id).build(), &())?;
+            put(
+                ctx.kv,
+                Key::tag(keys::PROPOSAL_EXP).n(now).n(id).build(),
+                &(),
+            )?;
             res.push(r);
         } else {
             res.push(ctx.apply(cmd, pos)?);

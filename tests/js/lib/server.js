@@ -3,7 +3,7 @@
 //
 //   RAFTCAST_BIN          path of the binary (default <repo>/target/debug/raftcast, then
 //                         $CARGO_TARGET_DIR/debug/raftcast)
-//   RAFTCAST_TOPOLOGY     single (default) | cluster — see startTopology()
+//   RAFTCAST_TOPOLOGY     single (default) | cluster | redis — see startTopology()
 //   RAFTCAST_E2E_VERBOSE  1: stream every server log line to stderr as it comes
 //   RAFTCAST_E2E_RUST_LOG RUST_LOG given to the servers (default "info")
 
@@ -259,8 +259,66 @@ async function startCluster(n = 3, extraArgs = [], opts = {}) {
 
 function topologyName() {
   const t = process.env.RAFTCAST_TOPOLOGY || 'single';
-  if (t !== 'single' && t !== 'cluster') throw new Error(`RAFTCAST_TOPOLOGY must be single or cluster, not ${t}`);
+  if (!['single', 'cluster', 'redis'].includes(t)) {
+    throw new Error(`RAFTCAST_TOPOLOGY must be single, cluster or redis, not ${t}`);
+  }
   return t;
+}
+
+/** A private redis-server on a free loopback port (no persistence); resolves when it answers. */
+async function startRedis(port) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'raftcast-e2e-redis-'));
+  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = new Promise((r) => child.on('exit', r));
+  const deadline = Date.now() + 10000;
+  for (;;) {
+    const ok = await new Promise((resolve) => {
+      const sock = net.connect(port, '127.0.0.1', () => {
+        sock.write('PING\r\n');
+      });
+      sock.setTimeout(500, () => { sock.destroy(); resolve(false); });
+      sock.on('data', (d) => { sock.destroy(); resolve(d.toString().startsWith('+PONG')); });
+      sock.on('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error('redis-server did not answer within 10 s (is it installed?)');
+    }
+    await sleep(50);
+  }
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    async stop() {
+      child.kill('SIGTERM');
+      await Promise.race([exited, sleep(3000)]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** n nodes in Redis mode on one private redis-server. */
+async function startRedisNodes(n = 2, extraArgs = []) {
+  // All ports at once: ports picked in separate calls may come back twice.
+  const ports = await freePorts(2 * n + 1);
+  const redis = await startRedis(ports[2 * n]);
+  const nodes = [];
+  try {
+    for (let i = 0; i < n; i++) {
+      const [port, peerPort] = [ports[i], ports[n + i]];
+      const args = ['--redis-url', redis.url, '--node-id', String(i + 1), ...extraArgs];
+      nodes.push(new RaftcastProcess({ name: `node${i + 1}`, nodeId: i + 1, port, peerPort, extraArgs: args }).start());
+    }
+    await Promise.all(nodes.map((p) => p.waitReady()));
+  } catch (err) {
+    await Promise.all(nodes.map((p) => p.stop(2000)));
+    nodes.forEach((p) => p.removeDataDir());
+    await redis.stop();
+    throw err;
+  }
+  return { nodes, redis };
 }
 
 /**
@@ -268,13 +326,20 @@ function topologyName() {
  *   single:  one node; clients and API calls go to it.
  *   cluster: three nodes; clients connect to node 2, API calls alternate between node 1
  *            and node 3, so every delivery crosses nodes.
+ *   redis:   two nodes in Redis mode on a private redis-server; clients on node 2, API
+ *            calls on node 1.
  */
 async function startTopology({ extraArgs = [] } = {}) {
   const topology = topologyName();
-  const nodes = topology === 'single' ? [await startServer(extraArgs)] : await startCluster(3, extraArgs);
+  let nodes;
+  let redis = null;
+  if (topology === 'single') nodes = [await startServer(extraArgs)];
+  else if (topology === 'cluster') nodes = await startCluster(3, extraArgs);
+  else ({ nodes, redis } = await startRedisNodes(2, extraArgs));
+  // Clients on node 2, API calls on the other node(s): every delivery crosses nodes.
   const clientNode = topology === 'single' ? nodes[0] : nodes[1];
-  const apiNodes = topology === 'single' ? [nodes[0]] : [nodes[0], nodes[2]];
-  const otherClientNode = topology === 'single' ? nodes[0] : nodes[2];
+  const apiNodes = topology === 'single' ? [nodes[0]] : topology === 'cluster' ? [nodes[0], nodes[2]] : [nodes[0]];
+  const otherClientNode = topology === 'single' ? nodes[0] : topology === 'cluster' ? nodes[2] : nodes[0];
   let turn = 0;
   return {
     topology,
@@ -297,6 +362,7 @@ async function startTopology({ extraArgs = [] } = {}) {
     async stop() {
       await Promise.all(nodes.map((n) => n.stop()));
       nodes.forEach((n) => n.removeDataDir());
+      if (redis) await redis.stop();
     },
   };
 }

@@ -23,11 +23,19 @@ test('GET /health/websocket on a fresh server: 200 healthy with the seed shape, 
     assert.ok(Number.isFinite(typeof h.timestamp === 'number' ? h.timestamp : Date.parse(h.timestamp)), 'timestamp is a time');
     for (const k of ['totalConnections', 'uniqueUsers', 'adapter', 'uptime']) assert.ok(k in h.stats, `stats.${k}`);
     assert.equal(typeof h.stats.totalConnections, 'number');
-    // Raft is the default fan-out: raft block present.
-    assert.ok(h.raft, `raft block: ${res.text}`);
-    for (const k of ['leader', 'term', 'commitIndex', 'appliedIndex', 'lagging']) assert.ok(k in h.raft, `raft.${k}`);
-    assert.equal(h.raft.lagging, false);
-    assert.equal(h.redis, undefined, 'no redis block without Redis');
+    if (env.topology === 'redis') {
+      // Redis mode: the seed's redis block, no raft block.
+      assert.ok(h.redis, `redis block: ${res.text}`);
+      assert.equal(h.redis.healthy, true);
+      assert.equal(typeof h.redis.status, 'string');
+      assert.equal(h.raft, undefined, 'no raft block in Redis mode');
+    } else {
+      // Raft is the default fan-out: raft block present.
+      assert.ok(h.raft, `raft block: ${res.text}`);
+      for (const k of ['leader', 'term', 'commitIndex', 'appliedIndex', 'lagging']) assert.ok(k in h.raft, `raft.${k}`);
+      assert.equal(h.raft.lagging, false);
+      assert.equal(h.redis, undefined, 'no redis block without Redis');
+    }
   }
 });
 
@@ -64,7 +72,11 @@ test('GET /metrics is Prometheus text with the promised families', async () => {
   assert.ok(has(/user/), 'a unique users metric');
   assert.ok(has(/room/), 'a rooms metric');
   assert.ok(has(/latency|duration|seconds_bucket/), 'a latency histogram');
-  assert.ok(has(/raft|term|commit|applied/), `Raft metrics (term/leader/commit/apply lag): ${[...names].join(', ')}`);
+  if (env.topology === 'redis') {
+    assert.ok(has(/redis/), `Redis status metric: ${[...names].join(', ')}`);
+  } else {
+    assert.ok(has(/raft|term|commit|applied/), `Raft metrics (term/leader/commit/apply lag): ${[...names].join(', ')}`);
+  }
   assert.ok(has(/memory|resident|rss/), 'process memory');
   assert.ok(lines.some((l) => /^# TYPE \S+ histogram$/.test(l)), 'at least one histogram');
   assert.ok(
@@ -73,7 +85,16 @@ test('GET /metrics is Prometheus text with the promised families', async () => {
   );
 });
 
-test('GET /cluster/status → {nodeId, leaderId, term, commitIndex, appliedIndex, nodes[]}', async () => {
+test('GET /cluster/status → {nodeId, leaderId, term, commitIndex, appliedIndex, nodes[]}', async (t) => {
+  if (env.topology === 'redis') {
+    // Redis mode has no Raft group: each node describes itself only.
+    const r = await request(env.clientNode.base, 'GET', '/cluster/status', { key: null });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(String(r.body.nodeId), String(env.clientNode.nodeId));
+    assert.equal(r.body.adapter, 'redis');
+    t.diagnostic('Redis mode: per-node view only');
+    return;
+  }
   // Peers' reachability is known within a few seconds of every node being ready.
   const res = await eventually(async () => {
     const r = await request(env.clientNode.base, 'GET', '/cluster/status', { key: null });
