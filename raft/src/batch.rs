@@ -196,16 +196,17 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                     items.iter().map(|i| (i.id, i.cmd.clone())).collect();
                 // Retries are safe (proposal ids), so a frozen or partitioned leader costs at
                 // most one attempt before the proposal is routed again.
-                match core
+                // A forward in flight to a leader that has since been replaced (frozen or cut
+                // off, so it does not answer) is abandoned at once and routed to the new one.
+                let req = Req::Forward(cmds);
+                let call = core
                     .net
-                    .call(
-                        &addr,
-                        Some(l),
-                        &Req::Forward(cmds),
-                        left.min(FORWARD_ATTEMPT),
-                    )
-                    .await
-                {
+                    .call(&addr, Some(l), &req, left.min(FORWARD_ATTEMPT));
+                let answer = tokio::select! {
+                    r = call => r,
+                    () = leader_replaced(&mut metrics, l) => continue,
+                };
+                match answer {
                     Ok(Resp::Forward(Ok(results))) => {
                         let mut retry = Vec::new();
                         for (i, r) in items.into_iter().zip(results) {
@@ -236,6 +237,27 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                     tokio::time::timeout(left.min(Duration::from_millis(100)), metrics.changed())
                         .await;
             }
+        }
+    }
+}
+
+/// Resolves once the node follows a leader other than `l` (never, if the metrics close).
+async fn leader_replaced(
+    metrics: &mut tokio::sync::watch::Receiver<
+        openraft::RaftMetrics<crate::types::NodeId, crate::types::NodeInfo>,
+    >,
+    l: crate::types::NodeId,
+) {
+    loop {
+        if metrics
+            .borrow_and_update()
+            .current_leader
+            .is_some_and(|x| x != l)
+        {
+            return;
+        }
+        if metrics.changed().await.is_err() {
+            return std::future::pending().await;
         }
     }
 }

@@ -237,6 +237,76 @@ async fn three_nodes_replicate_fail_over_and_refuse_without_quorum() {
     nodes[&survivor].shutdown().await;
 }
 
+/// When the leader falls silent, the followers agree on one candidate (the most complete log,
+/// then the lowest id) which campaigns as soon as the leader lease runs out: one election
+/// round, won by that node, started by the fast-failover watchdog (not openraft's random timer,
+/// which would pick either follower and sometimes need a second round).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_leader_is_replaced_in_one_round_by_the_agreed_follower() {
+    init_tracing();
+    let dir = tempdir("failover");
+    let ports: BTreeMap<NodeId, u16> = (1..=3).map(|i| (i, free_port())).collect();
+    let mut nodes = BTreeMap::new();
+    for id in 1..=3 {
+        let mut c = cfg(id, &ports, &dir, "s3cret");
+        c.fault_injection = true;
+        let (n, _l) = start(c).await;
+        nodes.insert(id, n);
+    }
+    for n in nodes.values() {
+        assert!(
+            n.wait_ready(Duration::from_secs(15)).await,
+            "node {} not ready",
+            n.id()
+        );
+    }
+    for i in 0..20 {
+        nodes[&1].propose(publish("f", i)).await.expect("propose");
+    }
+    let all: Vec<&RaftNode> = nodes.values().collect();
+    let leader = leader_of(&all).expect("one leader");
+    let term = nodes[&leader].status().term;
+    let rest: Vec<NodeId> = nodes.keys().copied().filter(|i| *i != leader).collect();
+    // Same log on both followers (everything above is committed and replicated).
+    eventually("followers caught up", Duration::from_secs(5), || {
+        rest.iter()
+            .all(|i| nodes[i].status().last_log_index == nodes[&leader].status().last_log_index)
+    })
+    .await;
+
+    nodes[&leader].fault().expect("fault switch").isolate_all();
+    let survivors: Vec<&RaftNode> = rest.iter().map(|i| &nodes[i]).collect();
+    eventually("a new leader", Duration::from_secs(10), || {
+        leader_of(&survivors).is_some_and(|l| l != leader)
+    })
+    .await;
+    let new = leader_of(&survivors).expect("new leader");
+    assert_eq!(new, rest[0], "equal logs: the lowest id campaigns");
+    assert_eq!(nodes[&new].fast_elections(), 1, "started by the watchdog");
+    assert_eq!(
+        nodes[&rest[1]].fast_elections(),
+        0,
+        "the other follower only voted"
+    );
+    assert_eq!(nodes[&new].status().term, term + 1, "won in one round");
+    let r = nodes[&rest[1]]
+        .propose(publish("f", 100))
+        .await
+        .expect("propose after failover");
+    assert!(matches!(r, Response::Published { offset: 21, .. }), "{r:?}");
+
+    // The old leader comes back as a follower of the new one.
+    nodes[&leader].fault().expect("fault switch").heal_all();
+    let all: Vec<&RaftNode> = nodes.values().collect();
+    eventually("old leader follows", Duration::from_secs(10), || {
+        leader_of(&all) == Some(new)
+    })
+    .await;
+    for n in nodes.values() {
+        n.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_cluster_secret_is_refused() {
     init_tracing();

@@ -256,7 +256,7 @@ pub trait Fanout: Send + Sync + 'static {
 pub type SharedFanout = Arc<dyn Fanout>;
 
 /// Publishes the backend's health detail as Prometheus gauges (numeric fields of the
-/// `raft` section: term, leader, commit and applied indexes, lag).
+/// `raft` section: term, leader, commit and applied indexes, lag, fast elections started).
 pub fn export_metrics(h: &BackendHealth) {
     if let serde_json::Value::Object(m) = &h.detail {
         for (k, v) in m {
@@ -267,6 +267,7 @@ pub fn export_metrics(h: &BackendHealth) {
                     "commitIndex" => "raftcast_raft_commit_index",
                     "appliedIndex" => "raftcast_raft_applied_index",
                     "lag" => "raftcast_raft_apply_lag",
+                    "fastElections" => "raftcast_raft_fast_elections",
                     _ => continue,
                 };
                 metrics::gauge!(name).set(x);

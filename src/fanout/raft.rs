@@ -498,6 +498,7 @@ impl Fanout for RaftFanout {
                 "lag": lag,
                 "lagging": lag > 1000,
                 "hasQuorum": st.has_quorum,
+                "fastElections": self.node.fast_elections(),
             }),
         }
     }

@@ -3,7 +3,7 @@
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{SnapshotMeta, Vote};
+use openraft::{LogId, SnapshotMeta, Vote};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,6 +34,8 @@ pub enum Req {
         info: NodeInfo,
     },
     Ping,
+    /// What a voter knows of the leader and its own log (see `node::failover`).
+    LogState,
 }
 
 /// Why a forwarded batch was not handled at all.
@@ -67,6 +69,18 @@ pub enum Resp {
         public_addr: String,
         initialized: bool,
     },
+    LogState(LogState),
+}
+
+/// A voter's view used to pick one candidate when the leader falls silent.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogState {
+    /// The leader this node follows, if any.
+    pub leader: Option<NodeId>,
+    /// How long ago this node last heard from that leader, in ms (None: never / no leader).
+    pub leader_silent_ms: Option<u64>,
+    /// The id of the last entry in this node's log.
+    pub last_log: Option<LogId<NodeId>>,
 }
 
 /// Write one frame: 4-byte big-endian length, then the bincode body.

@@ -1,7 +1,7 @@
 //! Answers peer requests: Raft RPCs, forwarded proposals, joins and pings.
 
 use crate::error::ProposeError;
-use crate::network::wire::{ForwardRefused, JoinReply, Req, Resp};
+use crate::network::wire::{ForwardRefused, JoinReply, LogState, Req, Resp};
 use crate::network::Handler;
 use crate::types::NodeId;
 
@@ -30,11 +30,27 @@ impl Handler for Core {
                 public_addr: self.info.public_addr.clone(),
                 initialized: self.raft.is_initialized().await.unwrap_or(false),
             },
+            Req::LogState => Resp::LogState(self.log_state()),
         }
     }
 }
 
 impl Core {
+    /// This node's view for [`super::failover`]: its leader, how long that leader has been
+    /// silent, and its last log id.
+    fn log_state(&self) -> LogState {
+        let leader = self.raft.metrics().borrow().current_leader;
+        let leader_silent_ms = leader
+            .filter(|l| *l != self.id)
+            .and_then(|l| self.net.last_contact(l))
+            .map(|t| u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX));
+        LogState {
+            leader,
+            leader_silent_ms,
+            last_log: self.raft.data_metrics().borrow().last_log,
+        }
+    }
+
     async fn forwarded(
         &self,
         cmds: Vec<(u64, crate::types::Command)>,

@@ -3,6 +3,7 @@
 
 mod config;
 mod duties;
+mod failover;
 mod formation;
 mod handler;
 
@@ -47,6 +48,8 @@ pub(crate) struct Core {
     pub ready: AtomicBool,
     pub batch_entries: AtomicU64,
     pub batch_commands: AtomicU64,
+    /// Elections this node started early because its leader fell silent (see `failover`).
+    pub fast_elections: AtomicU64,
 }
 
 impl Core {
@@ -195,11 +198,13 @@ impl RaftNode {
             ready: AtomicBool::new(false),
             batch_entries: AtomicU64::new(0),
             batch_commands: AtomicU64::new(0),
+            fast_elections: AtomicU64::new(0),
         });
         tokio::spawn(crate::network::serve(listener, net, core.clone(), stop_rx));
         tokio::spawn(batch::run(core.clone(), prx));
         tokio::spawn(formation::run(core.clone()));
         tokio::spawn(duties::run(core.clone()));
+        tokio::spawn(failover::run(core.clone()));
         tracing::info!(node = core.id, %peer_addr, "raft node started");
         Ok((
             RaftNode {
@@ -249,6 +254,12 @@ impl RaftNode {
             self.core.batch_entries.load(Ordering::Relaxed),
             self.core.batch_commands.load(Ordering::Relaxed),
         )
+    }
+
+    /// Elections this node started as soon as its silent leader's lease ran out, because it had
+    /// the most complete log among the voters that lost the leader (fast failover).
+    pub fn fast_elections(&self) -> u64 {
+        self.core.fast_elections.load(Ordering::Relaxed)
     }
 
     /// The fault switch, when `fault_injection` is on.
