@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use raftcast::chaos::execute;
-use raftcast::config::ChaosArgs;
+use raftcast::config::{ChaosArgs, NetMode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_smoke_kill_pause_partition() {
@@ -28,6 +28,7 @@ async fn chaos_smoke_kill_pause_partition() {
         faults: "kill-leader,pause-follower,isolate-leader".into(),
         settle: Duration::from_secs(30),
         keep: false,
+        net: NetMode::Switch,
     };
     let outcome = execute(args, false)
         .await

@@ -4,6 +4,7 @@
 //! record every durable delivery with its `meta`.
 
 use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,8 +101,10 @@ pub async fn run(
             continue;
         };
         next = i + 1;
-        let (node_id, port) = view.nodes.get(i).copied().unwrap_or((0, 0));
-        match connect(&spec, port).await {
+        let Some((node_id, addr)) = view.nodes.get(i).copied() else {
+            return;
+        };
+        match connect(&spec, addr).await {
             Ok((ws, idle)) => {
                 conn_no += 1;
                 {
@@ -151,16 +154,13 @@ async fn next_text(ws: &mut Ws, limit: Duration) -> Result<String, String> {
 
 /// Opens the WebSocket and the Socket.IO session; returns it and the silence after which
 /// the connection counts as dead (ping interval + ping timeout).
-async fn connect(spec: &ClientSpec, port: u16) -> Result<(Ws, Duration), String> {
-    let tcp = tokio::time::timeout(
-        Duration::from_secs(1),
-        TcpStream::connect(("127.0.0.1", port)),
-    )
-    .await
-    .map_err(|_| "TCP connect timed out".to_owned())?
-    .map_err(|e| e.to_string())?;
+async fn connect(spec: &ClientSpec, addr: SocketAddr) -> Result<(Ws, Duration), String> {
+    let tcp = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr))
+        .await
+        .map_err(|_| "TCP connect timed out".to_owned())?
+        .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
-    let url = format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket");
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
     let (mut ws, _) = tokio::time::timeout(Duration::from_secs(2), client_async(url, tcp))
         .await
         .map_err(|_| "WebSocket handshake timed out".to_owned())?

@@ -1,7 +1,9 @@
 //! The throw-away cluster: node processes spawned from the raftcast binary on free loopback
-//! ports with data dirs in a temp dir, and what the harness does to them — SIGKILL and
-//! restart, SIGSTOP/SIGCONT, fault-switch calls, status, readiness and history reads.
+//! ports (or, with `--net netns`, each in its network namespace on its own address) with
+//! data dirs in a temp dir, and what the harness does to them — SIGKILL and restart,
+//! SIGSTOP/SIGCONT, status, readiness and history reads.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,14 +13,15 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 use super::error::ChaosError;
+use super::netns::{self, Netns};
 
-/// What the load and the clients may know of the cluster: ports, and which nodes are up
+/// What the load and the clients may know of the cluster: addresses, and which nodes are up
 /// (not killed, not frozen). Partitioned nodes count as up: the harness plays a load
 /// balancer that only sees processes.
 #[derive(Debug)]
 pub struct View {
-    /// `(node id, public port)` per node.
-    pub nodes: Vec<(u64, u16)>,
+    /// `(node id, public address)` per node.
+    pub nodes: Vec<(u64, SocketAddr)>,
     up: Vec<AtomicBool>,
 }
 
@@ -46,8 +49,8 @@ impl View {
 
 struct Node {
     id: u64,
-    port: u16,
-    peer_port: u16,
+    addr: SocketAddr,
+    peer: SocketAddr,
     data_dir: PathBuf,
     log: PathBuf,
     child: Option<Child>,
@@ -64,6 +67,8 @@ pub struct Cluster {
     nodes: Vec<Node>,
     pub view: Arc<View>,
     pub http: reqwest::Client,
+    /// The namespaces with `--net netns` (None: loopback and the fault switch).
+    net: Option<Netns>,
 }
 
 fn free_port() -> Result<u16, ChaosError> {
@@ -89,13 +94,35 @@ fn make_dir(seed: u64) -> Result<PathBuf, ChaosError> {
 }
 
 impl Cluster {
-    /// Lays out `n` nodes (ports, dirs); starts nothing.
-    pub fn new(binary: PathBuf, n: usize, seed: u64) -> Result<Cluster, ChaosError> {
+    /// Lays out `n` nodes (addresses, dirs); starts nothing. With `net`, node `i` lives in
+    /// its namespace on its own address, with the same ports on every node.
+    pub fn new(
+        binary: PathBuf,
+        n: usize,
+        seed: u64,
+        net: Option<Netns>,
+    ) -> Result<Cluster, ChaosError> {
         let dir = make_dir(seed)?;
         let mut nodes = Vec::with_capacity(n);
         let mut taken = Vec::new();
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
         for i in 0..n {
             let id = i as u64 + 1;
+            let data_dir = dir.join(format!("node{id}"));
+            let log = dir.join(format!("node{id}.log"));
+            if let Some(net) = &net {
+                let ip = IpAddr::V4(net.node_ip(i));
+                nodes.push(Node {
+                    id,
+                    addr: SocketAddr::new(ip, netns::PUBLIC_PORT),
+                    peer: SocketAddr::new(ip, netns::PEER_PORT),
+                    data_dir,
+                    log,
+                    child: None,
+                    paused: false,
+                });
+                continue;
+            }
             let mut pick = || -> Result<u16, ChaosError> {
                 for _ in 0..50 {
                     let p = free_port()?;
@@ -110,27 +137,28 @@ impl Cluster {
             let peer_port = pick()?;
             nodes.push(Node {
                 id,
-                port,
-                peer_port,
-                data_dir: dir.join(format!("node{id}")),
-                log: dir.join(format!("node{id}.log")),
+                addr: SocketAddr::new(loopback, port),
+                peer: SocketAddr::new(loopback, peer_port),
+                data_dir,
+                log,
                 child: None,
                 paused: false,
             });
         }
         let peers = nodes
             .iter()
-            .map(|n| format!("{}=127.0.0.1:{}", n.id, n.peer_port))
+            .map(|n| format!("{}={}", n.id, n.peer))
             .collect::<Vec<_>>()
             .join(",");
         let view = Arc::new(View {
-            nodes: nodes.iter().map(|n| (n.id, n.port)).collect(),
+            nodes: nodes.iter().map(|n| (n.id, n.addr)).collect(),
             up: nodes.iter().map(|_| AtomicBool::new(false)).collect(),
         });
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_millis(500))
             .timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(64)
+            .no_proxy()
             .build()
             .map_err(|e| ChaosError::http("client", e))?;
         Ok(Cluster {
@@ -142,7 +170,19 @@ impl Cluster {
             nodes,
             view,
             http,
+            net,
         })
+    }
+
+    /// The namespaces, with `--net netns`.
+    pub fn netns(&self) -> Option<&Netns> {
+        self.net.as_ref()
+    }
+
+    /// Removes the namespaces (after [`Cluster::stop_all`]); None without `--net netns`,
+    /// else the problems (empty: everything is gone).
+    pub fn remove_net(&mut self) -> Option<Vec<String>> {
+        self.net.as_mut().map(Netns::remove)
     }
 
     /// Number of nodes.
@@ -167,10 +207,10 @@ impl Cluster {
 
     /// Base URL of node `i`.
     pub fn url(&self, i: usize) -> String {
-        format!(
-            "http://127.0.0.1:{}",
-            self.nodes.get(i).map(|n| n.port).unwrap_or(0)
-        )
+        match self.nodes.get(i) {
+            Some(n) => format!("http://{}", n.addr),
+            None => "http://127.0.0.1:0".into(),
+        }
     }
 
     /// Starts (or restarts) node `i`'s process; does not wait for it to be ready.
@@ -191,18 +231,31 @@ impl Cluster {
             .open(&node.log)
             .map_err(|e| ChaosError::io(&node.log, e))?;
         let log2 = log.try_clone().map_err(|e| ChaosError::io(&node.log, e))?;
-        let mut cmd = Command::new(&binary);
+        // `ip netns exec` execs the binary: the child's pid is the node's.
+        let mut cmd = match &self.net {
+            Some(net) => {
+                let mut c = Command::new(net.tools().ip_path());
+                c.args(["netns", "exec", &net.node_namespace(i)])
+                    .arg(&binary);
+                c
+            }
+            None => {
+                let mut c = Command::new(&binary);
+                c.arg("--fault-injection");
+                c
+            }
+        };
         cmd.args(["--node-id", &node.id.to_string()])
-            .args(["--host", "127.0.0.1"])
-            .args(["--port", &node.port.to_string()])
-            .args(["--peer-port", &node.peer_port.to_string()])
+            .args(["--host", &node.addr.ip().to_string()])
+            .args(["--port", &node.addr.port().to_string()])
+            .args(["--peer-port", &node.peer.port().to_string()])
+            .args(["--advertise-addr", &node.addr.to_string()])
             .args(["--peers", &peers])
             .args(["--backend", "raft"])
             .args(["--cluster-secret", &secret])
             .args(["--api-key", &api_key])
             .arg("--data-dir")
             .arg(&node.data_dir)
-            .arg("--fault-injection")
             .args(["--ping-interval-ms", "1000", "--ping-timeout-ms", "2000"])
             .args(["--history-size", "10000000", "--history-ttl", "24h"])
             .args(["--subscribe-rate", "100", "--event-rate", "1000"])
@@ -330,7 +383,7 @@ impl Cluster {
         self.nodes.get(i).is_some_and(|n| n.paused)
     }
 
-    /// Resumes frozen nodes, restarts dead ones, heals every fault switch.
+    /// Resumes frozen nodes, restarts dead ones, heals every link.
     pub async fn restore_all(&mut self) -> Vec<String> {
         let mut problems = Vec::new();
         for i in 0..self.len() {
@@ -349,7 +402,7 @@ impl Cluster {
             if !self.view.is_up(i) && !self.wait_ready(i, Duration::from_secs(30)).await {
                 problems.push(format!("node {} not ready after restore", self.id(i)));
             }
-            if let Err(e) = self.fault(i, "heal_all", None, None).await {
+            if let Err(e) = self.heal(i).await {
                 problems.push(e.to_string());
             }
         }

@@ -30,6 +30,12 @@ pub enum ChaosError {
     /// The plot could not be drawn.
     #[error("plot: {0}")]
     Plot(String),
+    /// The network-namespace mode could not set up or act.
+    #[error(transparent)]
+    Net(#[from] super::netns::NetnsError),
+    /// SIGINT or SIGTERM stopped the run (everything was cleaned up).
+    #[error("interrupted by {0}; nodes stopped")]
+    Interrupted(&'static str),
 }
 
 impl ChaosError {

@@ -1,6 +1,6 @@
 //! Injecting and undoing one fault: picks its target(s) among the nodes (seeded), acts on
-//! the processes (SIGKILL, SIGSTOP) or on the fault switches (`POST /cluster/fault`), and
-//! says how to undo it.
+//! the processes (SIGKILL, SIGSTOP) or on the links between the nodes ([`super::links`]:
+//! fault switches or network namespaces), and says how to undo it.
 
 use std::time::Duration;
 
@@ -8,7 +8,7 @@ use super::cluster::Cluster;
 use super::error::ChaosError;
 use super::plan::{Dice, FaultKind};
 
-/// Delay of a slow link, each way.
+/// Delay of a slow link, each way (fault switch; netns with netem).
 pub const SLOW_LINK_MS: u64 = 200;
 
 /// How to undo an injected fault.
@@ -18,7 +18,7 @@ pub enum Undo {
     Restart(usize),
     /// SIGCONT the frozen node.
     Resume(usize),
-    /// `heal_all` on these nodes.
+    /// Heal every link fault of these nodes.
     Heal(Vec<usize>),
 }
 
@@ -55,7 +55,7 @@ pub async fn inject(
     } else {
         followers[dice.pick(followers.len())]
     };
-    let (l_id, f_id) = (cluster.id(lead), cluster.id(follower));
+    let l_id = cluster.id(lead);
     let injected = |nodes: Vec<u64>, detail: String, undo: Undo| Injected {
         kind,
         nodes,
@@ -89,42 +89,18 @@ pub async fn inject(
             injected(vec![id], format!("SIGSTOP node {id}"), Undo::Resume(target))
         }
         FaultKind::IsolateLeader => {
-            cluster.fault(lead, "isolate_all", None, None).await?;
-            let mut touched = vec![lead];
-            for &i in &up {
-                if i != lead {
-                    cluster.fault(i, "isolate", Some(l_id), None).await?;
-                    touched.push(i);
-                }
-            }
-            injected(
-                vec![l_id],
-                format!("isolate node {l_id} from every peer"),
-                Undo::Heal(touched),
-            )
+            let link = cluster.isolate(lead).await?;
+            injected(vec![l_id], link.detail, Undo::Heal(link.heal))
         }
         FaultKind::OneWay => {
-            cluster
-                .fault(lead, "drop_outgoing", Some(f_id), None)
-                .await?;
-            injected(
-                vec![l_id, f_id],
-                format!("drop what node {l_id} sends to node {f_id}"),
-                Undo::Heal(vec![lead]),
-            )
+            let link = cluster.one_way(lead, follower).await?;
+            let nodes = vec![l_id, cluster.id(follower)];
+            injected(nodes, link.detail, Undo::Heal(link.heal))
         }
         FaultKind::SlowLink => {
-            cluster
-                .fault(lead, "delay", Some(f_id), Some(SLOW_LINK_MS))
-                .await?;
-            cluster
-                .fault(follower, "delay", Some(l_id), Some(SLOW_LINK_MS))
-                .await?;
-            injected(
-                vec![l_id, f_id],
-                format!("delay node {l_id} <-> node {f_id} by {SLOW_LINK_MS} ms each way"),
-                Undo::Heal(vec![lead, follower]),
-            )
+            let link = cluster.slow_link(lead, follower).await?;
+            let nodes = vec![l_id, cluster.id(follower)];
+            injected(nodes, link.detail, Undo::Heal(link.heal))
         }
     })
 }
@@ -157,7 +133,7 @@ pub async fn undo(cluster: &mut Cluster, undo: &Undo) -> Result<(), ChaosError> 
         Undo::Heal(nodes) => {
             let mut first_err = None;
             for &i in nodes {
-                if let Err(e) = cluster.fault(i, "heal_all", None, None).await {
+                if let Err(e) = cluster.heal(i).await {
                     first_err.get_or_insert(e);
                 }
             }

@@ -29,8 +29,10 @@ pub struct Target {
 
 impl Target {
     fn url(&self, i: usize, path: &str) -> (u64, String) {
-        let (id, port) = self.view.nodes.get(i).copied().unwrap_or((0, 0));
-        (id, format!("http://127.0.0.1:{port}{path}"))
+        match self.view.nodes.get(i) {
+            Some((id, addr)) => (*id, format!("http://{addr}{path}")),
+            None => (0, format!("http://127.0.0.1:0{path}")),
+        }
     }
 }
 

@@ -11,8 +11,11 @@
 //! compares every acknowledged emit with every client's deliveries and every node's history;
 //! the [`report`] goes to the terminal, a JSON file and a timeline [`plot`].
 //!
-//! Real network namespaces with `tc netem` are not used: partitions go through the
-//! in-process fault switch, which needs neither root nor `ip netns`.
+//! By default (`--net switch`) partitions go through the in-process fault switch, which
+//! needs neither root nor `ip netns`. With `--net netns` ([`netns`]) every node runs in a
+//! network namespace of its own behind a bridge, and isolation, one-way loss and slow links
+//! are real network faults (`tc netem` where the kernel has it, else `ip rule` blackholes
+//! and `tbf` rate limits); [`links`] picks the mechanism.
 
 pub mod calls;
 pub mod check;
@@ -20,7 +23,10 @@ pub mod client;
 pub mod cluster;
 pub mod error;
 pub mod faults;
+pub mod interrupt;
+pub mod links;
 pub mod load;
+pub mod netns;
 pub mod plan;
 pub mod plot;
 pub mod record;

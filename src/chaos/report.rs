@@ -34,6 +34,10 @@ pub struct RunSettings {
     pub faults: Vec<String>,
     pub binary: String,
     pub command: String,
+    /// `--net` and its mechanisms in short, e.g. `netns: ip rule blackhole, tbf (no netem)`.
+    pub net: String,
+    /// How partitions were made (with `netns`: the layout and the mechanism per fault).
+    pub net_detail: Vec<String>,
 }
 
 /// The whole report.
@@ -92,6 +96,7 @@ impl Report {
             "fault time / wall time",
             format!("{:.0} s / {:.0} s", s.duration_s, self.wall_s),
         );
+        row("network (--net)", s.net.clone());
         row("faults injected", self.faults.len().to_string());
         out.push_str(&t);
         t.clear();

@@ -15,12 +15,14 @@ use super::client::{self, ClientSpec};
 use super::cluster::Cluster;
 use super::error::ChaosError;
 use super::faults;
+use super::interrupt::interrupted;
 use super::load::{self, room_of, Target};
+use super::netns::Netns;
 use super::plan::{parse_kinds, Dice};
 use super::plot;
 use super::record::{ClientLog, EmitOutcome, FaultRecord, Journal};
 use super::report::{Report, RunSettings, Verdict};
-use crate::config::ChaosArgs;
+use crate::config::{ChaosArgs, NetMode};
 
 /// Load before the first fault.
 const WARMUP: Duration = Duration::from_secs(3);
@@ -65,17 +67,39 @@ pub async fn execute(args: ChaosArgs, show_progress: bool) -> Result<Outcome, Ch
     };
     let wall = Instant::now();
     let mut dice = Dice::new(seed);
-    let mut cluster = Cluster::new(binary.clone(), args.nodes, seed)?;
+    let net = match args.net {
+        NetMode::Switch => None,
+        NetMode::Netns => Some(Netns::create(args.nodes)?),
+    };
+    let (net_summary, net_detail, mut net_notes) = announce(net.as_ref());
+    let mut cluster = Cluster::new(binary.clone(), args.nodes, seed, net)?;
     let bar = progress_bar(show_progress, args.duration);
     bar.set_message(format!(
         "seed {seed}: starting {} nodes in {}",
         args.nodes,
         cluster.dir.display()
     ));
-    let result = drive(&args, &kinds, seed, &mut dice, &mut cluster, &bar).await;
+    let result = if cluster.netns().is_some() {
+        // Ctrl-C must not leave namespaces behind: stop, then clean up below.
+        tokio::select! {
+            r = drive(&args, &kinds, seed, &mut dice, &mut cluster, &bar) => r,
+            sig = interrupted() => Err(ChaosError::Interrupted(sig)),
+        }
+    } else {
+        drive(&args, &kinds, seed, &mut dice, &mut cluster, &bar).await
+    };
     bar.finish_and_clear();
     cluster.stop_all().await;
-    let (journal, histories, notes) = match result {
+    if let Some(problems) = cluster.remove_net() {
+        if problems.is_empty() {
+            eprintln!("chaos: netns: namespaces, links and node processes removed");
+        }
+        for p in problems {
+            eprintln!("chaos: netns clean-up: {p}");
+            net_notes.push(format!("netns clean-up: {p}"));
+        }
+    }
+    let (journal, histories, mut notes) = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!(
@@ -85,6 +109,7 @@ pub async fn execute(args: ChaosArgs, show_progress: bool) -> Result<Outcome, Ch
             return Err(e);
         }
     };
+    notes.extend(net_notes);
     let clients: Vec<ClientLog> = journal.clients.iter().map(|c| c.lock().clone()).collect();
     let emits = journal.emits.lock().clone();
     let fault_log = journal.faults.lock().clone();
@@ -110,6 +135,8 @@ pub async fn execute(args: ChaosArgs, show_progress: bool) -> Result<Outcome, Ch
             faults: kinds.iter().map(|k| k.name().to_owned()).collect(),
             binary: binary.display().to_string(),
             command: command_line(&args, seed),
+            net: net_summary,
+            net_detail,
         },
         wall_s: wall.elapsed().as_secs_f64(),
         findings,
@@ -149,6 +176,27 @@ pub async fn execute(args: ChaosArgs, show_progress: bool) -> Result<Outcome, Ch
     })
 }
 
+/// The network mode for the report (summary, detail lines, notes); with `--net netns` also
+/// printed, with what the sweep of crashed runs removed.
+fn announce(net: Option<&Netns>) -> (String, Vec<String>, Vec<String>) {
+    let Some(n) = net else {
+        return (
+            "switch: fault switch on 127.0.0.1".into(),
+            vec!["fault switch (POST /cluster/fault) on 127.0.0.1".into()],
+            Vec::new(),
+        );
+    };
+    eprintln!("chaos: --net netns");
+    for line in n.sweep_notes.iter().chain(&n.describe()) {
+        eprintln!("chaos:   {line}");
+    }
+    (
+        format!("netns: {}", n.netem().summary()),
+        n.describe(),
+        n.sweep_notes.clone(),
+    )
+}
+
 fn progress_bar(show: bool, duration: Duration) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(
         Some(duration.as_secs().max(1)),
@@ -170,7 +218,7 @@ fn progress_bar(show: bool, duration: Duration) -> ProgressBar {
 /// The exact command that reruns this run.
 fn command_line(a: &ChaosArgs, seed: u64) -> String {
     format!(
-        "raftcast chaos --seed {seed} --duration {} --nodes {} --clients {} --users {} --rate {} --quote-rate {} --fault-every {} --fault-hold {} --faults {}",
+        "raftcast chaos --seed {seed} --duration {} --nodes {} --clients {} --users {} --rate {} --quote-rate {} --fault-every {} --fault-hold {} --faults {}{}",
         humantime::format_duration(a.duration),
         a.nodes,
         a.clients,
@@ -179,7 +227,12 @@ fn command_line(a: &ChaosArgs, seed: u64) -> String {
         a.quote_rate,
         humantime::format_duration(a.fault_every),
         humantime::format_duration(a.fault_hold),
-        a.faults
+        a.faults,
+        if a.net == NetMode::Netns {
+            " --net netns"
+        } else {
+            ""
+        }
     )
 }
 

@@ -146,6 +146,30 @@ pub struct ChaosArgs {
     /// Keep the cluster's temp dir (data and node logs) even when the run passes.
     #[arg(long, env = "RAFTCAST_CHAOS_KEEP")]
     pub keep: bool,
+    /// How partitions are made: `switch` (the nodes' fault switch, loopback, no root) or
+    /// `netns` (a network namespace per node and real link faults; needs root and `ip netns`).
+    #[arg(long, env = "RAFTCAST_CHAOS_NET", value_enum, default_value_t = NetMode::Switch)]
+    pub net: NetMode,
+}
+
+/// Where a chaos run's nodes live and how its partitions are made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum NetMode {
+    /// Every node on 127.0.0.1; partitions through each node's fault switch.
+    #[default]
+    Switch,
+    /// A network namespace per node behind a bridge; partitions are real network faults.
+    Netns,
+}
+
+impl NetMode {
+    /// The `--net` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            NetMode::Switch => "switch",
+            NetMode::Netns => "netns",
+        }
+    }
 }
 
 /// Resolved backend choice as given (`auto` resolves in [`Config`](super::Config)).

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
 
-pub use cli::{BackendChoice, ChaosArgs, Cli, Cmd, LogFormat, ServerArgs, StatusArgs};
+pub use cli::{BackendChoice, ChaosArgs, Cli, Cmd, LogFormat, NetMode, ServerArgs, StatusArgs};
 pub use docs::options_table;
 pub use error::ConfigError;
 pub use parse::{OriginList, Peers};
