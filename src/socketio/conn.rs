@@ -108,8 +108,9 @@ struct Outbox {
 pub struct Conn {
     pub(crate) sid: Arc<str>,
     pub(crate) remote: SocketAddr,
-    /// Request details copied at handshake.
-    pub(crate) info: Arc<RequestInfo>,
+    /// Request details copied at handshake, for the connect handler; dropped once the
+    /// connection has joined a namespace (an idle connection keeps no request data).
+    info: Mutex<Option<Arc<RequestInfo>>>,
     /// A binary packet waiting for its attachments.
     pub(crate) partial: Mutex<Option<Box<super::inbound::Partial>>>,
     outbox: Mutex<Outbox>,
@@ -154,7 +155,7 @@ impl Conn {
         Conn {
             sid,
             remote,
-            info,
+            info: Mutex::new(Some(info)),
             partial: Mutex::new(None),
             outbox: Mutex::new(Outbox::default()),
             wake: Notify::new(),
@@ -170,6 +171,16 @@ impl Conn {
             max_outbox_bytes,
             polling_busy: AtomicBool::new(false),
         }
+    }
+
+    /// The request details for a connect handler (empty once a namespace was joined).
+    pub(crate) fn request_info(&self) -> Arc<RequestInfo> {
+        self.info.lock().clone().unwrap_or_default()
+    }
+
+    /// Forgets the request details (once a socket has joined a namespace).
+    fn drop_request_info(&self) {
+        self.info.lock().take();
     }
 
     /// The Engine.IO session id.
@@ -283,6 +294,7 @@ impl Conn {
     /// Records that a socket joined a namespace (ends the connect timeout).
     pub(crate) fn mark_joined(&self) {
         self.joined.store(true, Ordering::Release);
+        self.drop_request_info();
     }
 
     /// Whether the pong of the ping that is out is overdue at `now`: the connection is dead

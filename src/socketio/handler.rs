@@ -34,7 +34,10 @@ pub struct ConnectRequest {
     pub recover: Option<(String, String)>,
     pub remote: SocketAddr,
     pub transport: Transport,
-    /// Selected request headers copied at handshake (origin, user-agent, x-forwarded-for).
+    /// Selected request headers and the query copied at handshake (origin, user-agent,
+    /// x-forwarded-for). Only the first namespace a connection joins sees them: they are
+    /// dropped then, so an idle connection holds no request data (later namespaces get
+    /// empty values).
     pub headers: Arc<RequestInfo>,
 }
 

@@ -192,7 +192,7 @@ fn connect(io: &Io, conn: &Arc<Conn>, packet: Packet) -> Outcome {
         recover,
         remote: conn.remote,
         transport: conn.transport(),
-        headers: conn.info.clone(),
+        headers: conn.request_info(),
     };
     let decision = ns.handler.connect(req);
     let conn = conn.clone();

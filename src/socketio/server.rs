@@ -46,7 +46,7 @@ impl Default for IoConfig {
             max_attachments: 10,
             connect_timeout: Duration::from_secs(45),
             max_outbox_bytes: 4 << 20,
-            ws_read_buffer: 1024,
+            ws_read_buffer: 256,
             allow_upgrades: true,
         }
     }
