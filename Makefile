@@ -11,7 +11,7 @@ RAFTCAST_BIN := $(abspath $(CARGO_TARGET_DIR))/debug/raftcast
 
 .PHONY: js-test-redis test fmt-check clippy build cargo-test js-test js-test-cluster browser-test chaos-smoke bench-smoke security
 
-test: fmt-check clippy build cargo-test js-test js-test-cluster chaos-smoke bench-smoke browser-test security
+test: fmt-check clippy build cargo-test js-test js-test-cluster js-test-redis chaos-smoke bench-smoke browser-test security
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -33,8 +33,8 @@ js-test:
 js-test-cluster:
 	cd tests/js && $(NPM) ci --no-audit --no-fund && RAFTCAST_TOPOLOGY=cluster RAFTCAST_BIN=$(RAFTCAST_BIN) $(NPM) test
 
-# The same suite against two nodes in Redis mode on a private redis-server (on demand: port
-# picking still collides with other load on a busy machine, see the issue notes).
+# The same suite against two nodes in Redis mode on a private redis-server (clients on node 2,
+# API calls on node 1). Needs redis-server on PATH (.ci/run installs it).
 js-test-redis:
 	cd tests/js && $(NPM) ci --no-audit --no-fund && RAFTCAST_TOPOLOGY=redis RAFTCAST_BIN=$(RAFTCAST_BIN) $(NPM) test
 

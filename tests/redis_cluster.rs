@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use cluster_common::durable_parts;
 use redis_support::{event_where, jwt, poll, require_redis, RcNode, Redis, Sio};
 
 const T: Duration = Duration::from_secs(5);
@@ -237,4 +238,58 @@ async fn redis_outage_keeps_local_clients_and_recovers_by_itself() {
     })
     .await;
     assert!(p.is_some(), "presence rewritten after Redis lost its data");
+}
+
+/// A socket that goes away in its node's first second, before the node's first membership
+/// rewrite, is recoverable like any other (its recovery record used to be skipped while the
+/// rewrite was due): the client comes back on the other node with its pid and offset, keeps
+/// its id and gets the event it missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_closed_right_after_start_is_recoverable_on_the_other_node() {
+    if !require_redis() {
+        return;
+    }
+    let (_redis, a, b) = two_nodes("early").await;
+    let session = a.session("erin").await;
+    let mut c = Sio::login(b.addr(), &json!({ "sessionId": session }))
+        .await
+        .unwrap();
+    let (sid, pid) = (c.sid.clone(), c.pid.clone());
+    assert!(!pid.is_empty(), "CONNECT answer without pid");
+    let (s, v) = a
+        .emit(json!({ "userId": "erin", "event": "trade:executed", "data": { "i": 1 } }))
+        .await;
+    assert_eq!(s, 200, "emit: {v}");
+    let got = c.event("trade:executed", T).await.unwrap();
+    let (_, _, _, last_offset) = durable_parts(&got);
+    assert!(
+        !last_offset.is_empty(),
+        "no trailing offset string: {got:?}"
+    );
+    drop(c); // the transport goes away: recoverable
+    let (s, v) = a
+        .emit(json!({ "userId": "erin", "event": "trade:executed", "data": { "i": 2 } }))
+        .await;
+    assert_eq!(s, 200, "emit: {v}");
+
+    // Each attempt is a fresh connection; one that finds nothing leaves the record alone.
+    let deadline = std::time::Instant::now() + T;
+    let mut attempts = Vec::new();
+    let mut recovered = loop {
+        let mut s = Sio::open(a.addr()).await.expect("open on node 1");
+        let auth = json!({ "sessionId": session, "pid": pid, "offset": last_offset });
+        match s.connect(&auth).await {
+            Ok(answer) if answer["pid"] == json!(pid) => break s,
+            other => attempts.push(format!("{other:?}")),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not recovered within {T:?}; attempts: {attempts:?}"
+        );
+        drop(s);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(recovered.sid, sid, "a recovered socket keeps its id");
+    let missed = recovered.event("trade:executed", T).await.unwrap();
+    assert_eq!(durable_parts(&missed).0, 2, "the missed event: {missed:?}");
 }

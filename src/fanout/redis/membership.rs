@@ -6,7 +6,9 @@
 //! node later sweeps its keys away). Changes are queued by the sync
 //! [`Fanout::membership`](super::super::Fanout::membership) and applied in order by one
 //! task. The node's own view is authoritative: after any Redis error, or when its heartbeat
-//! finds its keys gone (a Redis restart without persistence), it rewrites them whole.
+//! finds its keys gone (a Redis restart without persistence), it rewrites them whole. A
+//! closed socket's recovery record is not part of that view, so the task writes it even
+//! while a rewrite is due (which is the case for the node's first second).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -276,23 +278,9 @@ impl Members {
             }
             Op::Rooms { delta, rooms } => self.rooms_delta(*delta, rooms).await?,
             Op::Close {
-                sid,
-                user,
-                rooms,
-                recovery,
+                sid, user, rooms, ..
             } => {
-                if let Some((pid, value, window)) = recovery {
-                    let px = i64::try_from(*window).unwrap_or(i64::MAX);
-                    let _: Value = c
-                        .set(
-                            k.recovery(pid),
-                            value.as_slice(),
-                            Some(Expiration::PX(px)),
-                            None,
-                            false,
-                        )
-                        .await?;
-                }
+                // The recovery record is written by the task before this (see `save_recovery`).
                 let _: Value = c.hdel(k.node_sockets(self.node), sid.as_str()).await?;
                 let n: i64 = c
                     .hincrby(k.node_users(self.node), user.as_str(), -1)
@@ -306,6 +294,31 @@ impl Members {
                     .await?;
             }
         }
+        Ok(())
+    }
+
+    /// Writes a closed socket's recoverable state, kept for the recovery window. Not part of
+    /// the node's membership view: a rewrite ([`Members::resync`]) does not cover it, so it
+    /// is written even while the membership is due for a rewrite.
+    async fn save_recovery(&self, op: &Op) -> Result<()> {
+        let Op::Close {
+            recovery: Some((pid, value, window)),
+            ..
+        } = op
+        else {
+            return Ok(());
+        };
+        let px = i64::try_from(*window).unwrap_or(i64::MAX);
+        let _: Value = self
+            .client
+            .set(
+                self.keys.recovery(pid),
+                value.as_slice(),
+                Some(Expiration::PX(px)),
+                None,
+                false,
+            )
+            .await?;
         Ok(())
     }
 
@@ -429,6 +442,9 @@ async fn task(m: std::sync::Weak<Members>, mut rx: mpsc::UnboundedReceiver<(u64,
         tokio::select! {
             op = rx.recv() => {
                 let (Some((version, op)), Some(m)) = (op, m.upgrade()) else { break };
+                if let Err(e) = m.save_recovery(&op).await {
+                    tracing::warn!(error = %e, "writing a closed socket's recovery state to Redis failed: it cannot be recovered");
+                }
                 if dirty || version <= written {
                     continue; // a rewrite writes (or wrote) the whole state
                 }

@@ -25,18 +25,45 @@ const READY_TIMEOUT_MS = Number(process.env.RAFTCAST_E2E_READY_TIMEOUT_MS || 60_
 const STOP_GRACE_MS = 15_000;
 const LOG_LINES_KEPT = 400;
 
-/** Every process started by this test file and not yet reaped. */
+/** Every raftcast process started by this test file and not yet reaped. */
 const live = new Set();
+/** Every redis-server started by this test file and not yet stopped: { child, dir }. */
+const liveRedis = new Set();
+/** Temp dirs made by this file and not yet removed (data dirs, redis dirs). */
+const tempDirs = new Set();
 
+function makeTempDir(prefix) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+function removeTempDir(dir) {
+  fs.rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+// However this file ends (a failed hook, a timeout, an uncaught error): no process and no
+// temp dir outlives it. A signal ends it through process.exit so that this runs too.
 process.on('exit', () => {
-  for (const p of live) {
+  for (const child of [...[...live].map((p) => p.child), ...[...liveRedis].map((r) => r.child)]) {
     try {
-      p.child.kill('SIGKILL');
+      child.kill('SIGKILL');
     } catch {
       /* already gone */
     }
   }
+  for (const dir of tempDirs) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch {
+      /* best effort */
+    }
+  }
 });
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.once(sig, () => process.exit(128 + os.constants.signals[sig]));
+}
 
 function binaryPath() {
   if (process.env.RAFTCAST_BIN) return path.resolve(process.env.RAFTCAST_BIN);
@@ -48,29 +75,80 @@ function binaryPath() {
   throw new Error(`raftcast binary not found (tried ${candidates.join(', ')}); build it or set RAFTCAST_BIN`);
 }
 
+// Ports for servers come from a range below the kernel's ephemeral range: a port picked
+// there (by binding port 0) and released could be taken by any outgoing connection before
+// the server binds it — the nodes' own connections to Redis or to each other included.
+// 10000-19999, not tests/cluster_common's 20000-31999, so that the Rust cluster tests
+// running at the same time on the machine draw from another pool.
+const PORT_MIN = 10_000;
+const PORT_MAX = 20_000; // exclusive
+/** Ports handed out by this file: never twice, even once free again. */
+const handedOut = new Set();
+
+/** The kernel's ephemeral port range, [low, high]. */
+function ephemeralRange() {
+  try {
+    const [low, high] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (low > 0 && high >= low) return [low, high];
+  } catch {
+    /* not Linux */
+  }
+  return [32768, 65535];
+}
+
+/** Whether a listener can bind 127.0.0.1:port now (it is closed again at once). */
+function canListen(port) {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+  });
+}
+
 /**
- * n distinct free TCP ports on 127.0.0.1: listen on port 0, note the port, close.
- * All listeners stay open until every port is picked, so the n ports differ.
+ * n distinct free TCP ports on 127.0.0.1, at random between PORT_MIN and PORT_MAX, outside
+ * the ephemeral range, bindable now, and never handed out before by this file.
  */
 async function freePorts(n) {
-  const servers = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const srv = net.createServer();
-      await new Promise((resolve, reject) => {
-        srv.once('error', reject);
-        srv.listen(0, '127.0.0.1', resolve);
-      });
-      servers.push(srv);
+  const [ephLow, ephHigh] = ephemeralRange();
+  const ports = [];
+  for (let tries = 0; ports.length < n; tries++) {
+    if (tries >= 10_000) {
+      throw new Error(`no free port in ${PORT_MIN}-${PORT_MAX - 1} outside the ephemeral range ${ephLow}-${ephHigh}`);
     }
-    return servers.map((s) => s.address().port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    const p = PORT_MIN + Math.floor(Math.random() * (PORT_MAX - PORT_MIN));
+    if ((p >= ephLow && p <= ephHigh) || handedOut.has(p)) continue;
+    if (!(await canListen(p))) continue;
+    handedOut.add(p);
+    ports.push(p);
   }
+  return ports;
 }
 
 async function freePort() {
   return (await freePorts(1))[0];
+}
+
+/** How many times a start whose port was taken meanwhile is tried again with new ports. */
+const PORT_ATTEMPTS = 3;
+
+function isAddressInUse(err) {
+  return /address already in use|EADDRINUSE/i.test(String(err?.message ?? err));
+}
+
+/**
+ * Runs start() (which picks its own ports) again with new ports when a server could not bind
+ * one because another process took it between the pick and the bind.
+ */
+async function withPortRetry(what, start) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (attempt >= PORT_ATTEMPTS || !isAddressInUse(err)) throw err;
+      process.stderr.write(`# ${what}: a port was taken before the server bound it; again with new ports (${attempt}/${PORT_ATTEMPTS})\n`);
+    }
+  }
 }
 
 class RaftcastProcess {
@@ -90,7 +168,7 @@ class RaftcastProcess {
     this.nodeId = o.nodeId ?? 1;
     this.peers = o.peers;
     this.extraArgs = o.extraArgs ?? [];
-    this.dataDir = o.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'raftcast-e2e-'));
+    this.dataDir = o.dataDir ?? makeTempDir('raftcast-e2e-');
     this.ownsDataDir = !o.dataDir;
     this.base = `http://127.0.0.1:${this.port}`;
     this.lines = [];
@@ -215,46 +293,50 @@ class RaftcastProcess {
   }
 
   removeDataDir() {
-    if (this.ownsDataDir) fs.rmSync(this.dataDir, { recursive: true, force: true });
+    if (this.ownsDataDir) removeTempDir(this.dataDir);
   }
 }
 
 /** One node (a one-member Raft group). Resolves once /readyz answers 200. */
 async function startServer(extraArgs = [], opts = {}) {
-  const [port, peerPort] = await freePorts(2);
-  const p = new RaftcastProcess({ name: opts.name ?? 'node1', port, peerPort, extraArgs }).start();
-  try {
-    await p.waitReady(opts.readyTimeoutMs);
-  } catch (err) {
-    await p.stop(2000);
-    p.removeDataDir();
-    throw err;
-  }
-  return p;
+  return withPortRetry('startServer', async () => {
+    const [port, peerPort] = await freePorts(2);
+    const p = new RaftcastProcess({ name: opts.name ?? 'node1', port, peerPort, extraArgs }).start();
+    try {
+      await p.waitReady(opts.readyTimeoutMs);
+    } catch (err) {
+      await p.stop(2000);
+      p.removeDataDir();
+      throw err;
+    }
+    return p;
+  });
 }
 
 /** n nodes forming one Raft group. Resolves once every node's /readyz answers 200. */
 async function startCluster(n = 3, extraArgs = [], opts = {}) {
-  const ports = await freePorts(2 * n);
-  const peers = Array.from({ length: n }, (_, i) => `${i + 1}=127.0.0.1:${ports[n + i]}`).join(',');
-  const nodes = Array.from({ length: n }, (_, i) =>
-    new RaftcastProcess({
-      name: `node${i + 1}`,
-      nodeId: i + 1,
-      port: ports[i],
-      peerPort: ports[n + i],
-      peers,
-      extraArgs,
-    }).start(),
-  );
-  try {
-    await Promise.all(nodes.map((p) => p.waitReady(opts.readyTimeoutMs)));
-  } catch (err) {
-    await Promise.all(nodes.map((p) => p.stop(2000)));
-    nodes.forEach((p) => p.removeDataDir());
-    throw err;
-  }
-  return nodes;
+  return withPortRetry('startCluster', async () => {
+    const ports = await freePorts(2 * n);
+    const peers = Array.from({ length: n }, (_, i) => `${i + 1}=127.0.0.1:${ports[n + i]}`).join(',');
+    const nodes = Array.from({ length: n }, (_, i) =>
+      new RaftcastProcess({
+        name: `node${i + 1}`,
+        nodeId: i + 1,
+        port: ports[i],
+        peerPort: ports[n + i],
+        peers,
+        extraArgs,
+      }).start(),
+    );
+    try {
+      await Promise.all(nodes.map((p) => p.waitReady(opts.readyTimeoutMs)));
+    } catch (err) {
+      await Promise.all(nodes.map((p) => p.stop(2000)));
+      nodes.forEach((p) => p.removeDataDir());
+      throw err;
+    }
+    return nodes;
+  });
 }
 
 function topologyName() {
@@ -265,60 +347,125 @@ function topologyName() {
   return t;
 }
 
-/** A private redis-server on a free loopback port (no persistence); resolves when it answers. */
-async function startRedis(port) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'raftcast-e2e-redis-'));
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  const exited = new Promise((r) => child.on('exit', r));
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    const ok = await new Promise((resolve) => {
-      const sock = net.connect(port, '127.0.0.1', () => {
-        sock.write('PING\r\n');
-      });
-      sock.setTimeout(500, () => { sock.destroy(); resolve(false); });
-      sock.on('data', (d) => { sock.destroy(); resolve(d.toString().startsWith('+PONG')); });
-      sock.on('error', () => resolve(false));
+const REDIS_READY_TIMEOUT_MS = 10_000;
+const REDIS_STOP_GRACE_MS = 3000;
+const REDIS_LINES_KEPT = 50;
+
+/**
+ * Asks 127.0.0.1:port for `INFO server` and resolves with the answering process's pid (null
+ * when nothing answers within probeMs).
+ */
+function redisPid(port, probeMs = 500) {
+  return new Promise((resolve) => {
+    let buf = '';
+    const done = (v) => {
+      sock.destroy();
+      resolve(v);
+    };
+    const sock = net.connect(port, '127.0.0.1', () => sock.write('INFO server\r\n'));
+    sock.setTimeout(probeMs, () => done(null));
+    sock.on('data', (d) => {
+      buf += d.toString('latin1');
+      const m = /\r\nprocess_id:(\d+)\r\n/.exec(buf);
+      if (m) done(Number(m[1]));
+      else if (buf.startsWith('-')) done(null); // an error reply: not a usable redis-server
     });
-    if (ok) break;
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new Error('redis-server did not answer within 10 s (is it installed?)');
+    sock.on('error', () => done(null));
+    sock.on('close', () => done(null));
+  });
+}
+
+/**
+ * A private redis-server on 127.0.0.1:port (no persistence, its dir a fresh temp dir).
+ * Resolves once that very process answers (another server on the port does not count).
+ * Stopped by stop(), or killed with its dir removed when this file's process ends.
+ */
+async function startRedis(port) {
+  const dir = makeTempDir('raftcast-e2e-redis-');
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+  const child = spawn('redis-server', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const rec = { child, dir, exit: null, lines: [] };
+  liveRedis.add(rec);
+  const keep = (chunk) => {
+    rec.lines.push(...chunk.toString('utf8').split('\n').filter(Boolean));
+    if (rec.lines.length > REDIS_LINES_KEPT) rec.lines.splice(0, rec.lines.length - REDIS_LINES_KEPT);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise((resolve) => {
+    child.on('exit', (code, signal) => {
+      rec.exit = { code, signal };
+      resolve(rec.exit);
+    });
+    child.on('error', (err) => {
+      rec.exit = { code: null, signal: null, error: err.message };
+      resolve(rec.exit);
+    });
+  });
+  const output = () => rec.lines.join('\n');
+
+  const stop = async () => {
+    if (!rec.exit) {
+      child.kill('SIGTERM');
+      let timer;
+      const timedOut = await Promise.race([
+        exited.then(() => false),
+        new Promise((r) => {
+          timer = setTimeout(() => r(true), REDIS_STOP_GRACE_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (timedOut) {
+        child.kill('SIGKILL');
+        await exited;
+      }
+    }
+    liveRedis.delete(rec);
+    removeTempDir(dir);
+  };
+
+  const deadline = Date.now() + REDIS_READY_TIMEOUT_MS;
+  let last = 'no answer yet';
+  for (;;) {
+    if (rec.exit) {
+      await stop();
+      const hint = rec.exit.error ? ' (is redis-server installed?)' : '';
+      throw new Error(`redis-server on port ${port} exited before it answered: ${JSON.stringify(rec.exit)}${hint}\n${output()}`);
+    }
+    const pid = await redisPid(port);
+    if (pid === child.pid) break;
+    if (pid !== null) last = `another redis-server (pid ${pid}) answers on port ${port}`;
+    if (Date.now() >= deadline) {
+      await stop();
+      throw new Error(`redis-server did not answer on port ${port} within ${REDIS_READY_TIMEOUT_MS} ms (last: ${last})\n${output()}`);
     }
     await sleep(50);
   }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    async stop() {
-      child.kill('SIGTERM');
-      await Promise.race([exited, sleep(3000)]);
-      fs.rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  return { url: `redis://127.0.0.1:${port}`, port, output, stop };
 }
 
 /** n nodes in Redis mode on one private redis-server. */
-async function startRedisNodes(n = 2, extraArgs = []) {
-  // All ports at once: ports picked in separate calls may come back twice.
-  const ports = await freePorts(2 * n + 1);
-  const redis = await startRedis(ports[2 * n]);
-  const nodes = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const [port, peerPort] = [ports[i], ports[n + i]];
-      const args = ['--redis-url', redis.url, '--node-id', String(i + 1), ...extraArgs];
-      nodes.push(new RaftcastProcess({ name: `node${i + 1}`, nodeId: i + 1, port, peerPort, extraArgs: args }).start());
+async function startRedisNodes(n = 2, extraArgs = [], opts = {}) {
+  return withPortRetry('startRedisNodes', async () => {
+    // The nodes' public and peer ports, then redis-server's.
+    const ports = await freePorts(2 * n + 1);
+    const redis = await startRedis(ports[2 * n]);
+    const nodes = [];
+    try {
+      for (let i = 0; i < n; i++) {
+        const [port, peerPort] = [ports[i], ports[n + i]];
+        const args = ['--redis-url', redis.url, '--node-id', String(i + 1), ...extraArgs];
+        nodes.push(new RaftcastProcess({ name: `node${i + 1}`, nodeId: i + 1, port, peerPort, extraArgs: args }).start());
+      }
+      await Promise.all(nodes.map((p) => p.waitReady(opts.readyTimeoutMs)));
+    } catch (err) {
+      await Promise.all(nodes.map((p) => p.stop(2000)));
+      nodes.forEach((p) => p.removeDataDir());
+      await redis.stop();
+      throw err;
     }
-    await Promise.all(nodes.map((p) => p.waitReady()));
-  } catch (err) {
-    await Promise.all(nodes.map((p) => p.stop(2000)));
-    nodes.forEach((p) => p.removeDataDir());
-    await redis.stop();
-    throw err;
-  }
-  return { nodes, redis };
+    return { nodes, redis };
+  });
 }
 
 /**
