@@ -18,8 +18,6 @@ use crate::types::{Command, Request, Response};
 const MAX_BATCH: usize = 512;
 /// Entries in flight at once per node.
 const MAX_IN_FLIGHT: usize = 4;
-/// Longest wait for a majority to confirm the leader before a batch is appended.
-const QUORUM_CHECK: Duration = Duration::from_millis(500);
 /// Longest wait for one forward to the leader before routing again.
 const FORWARD_ATTEMPT: Duration = Duration::from_millis(1000);
 /// Marker of a forwarded proposal that reached a node that is no longer the leader.
@@ -112,9 +110,7 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                 }
                 // Prove, by a heartbeat round, that a majority follows us right now: a write
                 // refused with NO_QUORUM is then never appended (so never applied later).
-                match tokio::time::timeout(left.min(QUORUM_CHECK), core.raft.get_read_log_id())
-                    .await
-                {
+                match tokio::time::timeout(left, core.raft.get_read_log_id()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
                         continue;

@@ -291,6 +291,23 @@ impl Conn {
             .store(now_ms() + ping_interval_ms, Ordering::Release);
     }
 
+    /// Records that the client sent something while a ping is out: it is alive, and its pong
+    /// may be queued behind packets the server is still working through (a burst of events
+    /// is read one at a time), so the pong deadline moves to `ping_timeout` from now.
+    pub(crate) fn on_inbound(&self, ping_timeout_ms: u64) {
+        let deadline = self.pong_deadline.load(Ordering::Acquire);
+        if deadline != 0 {
+            let later = (now_ms() + ping_timeout_ms).max(deadline);
+            // Only the deadline we read: a pong (0) or a new ping in between wins.
+            let _ = self.pong_deadline.compare_exchange(
+                deadline,
+                later,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+        }
+    }
+
     /// Records that a socket joined a namespace (ends the connect timeout).
     pub(crate) fn mark_joined(&self) {
         self.joined.store(true, Ordering::Release);
@@ -359,6 +376,26 @@ mod tests {
             1000,
             max,
         )
+    }
+
+    #[test]
+    fn inbound_data_moves_an_outstanding_pong_deadline_only() {
+        let c = conn(1 << 20);
+        let now = now_ms();
+        // Nothing out: inbound data sets no deadline.
+        c.on_inbound(200);
+        assert!(!c.pong_overdue(now + 10_000));
+        // A ping goes out (interval 1000 ms has passed): the pong is due 200 ms later.
+        assert!(matches!(c.heartbeat(now + 1000, 200, 45_000), Beat::Ping));
+        assert!(c.pong_overdue(now + 1200));
+        // The client is still sending (its pong queued behind): the deadline moves on.
+        c.on_inbound(60_000);
+        assert!(!c.pong_overdue(now + 1200));
+        assert!(c.pong_overdue(now_ms() + 60_001));
+        // The pong ends it; later data does not bring a deadline back.
+        c.on_pong(1000);
+        c.on_inbound(200);
+        assert!(!c.pong_overdue(now_ms() + 10_000));
     }
 
     #[test]

@@ -196,6 +196,7 @@ async fn run<S: Stream>(
         return;
     };
 
+    let ping_timeout_ms = super::server::ms(io.config().ping_timeout);
     let mut work: Option<BoxFuture<()>> = None;
     while !conn.is_closed() {
         tokio::select! {
@@ -221,6 +222,7 @@ async fn run<S: Stream>(
                 work = None;
             }
             msg = ws.next(), if work.is_none() => {
+                conn.on_inbound(ping_timeout_ms);
                 let packet = match msg {
                     None | Some(Ok(Message::Close(_))) => {
                         conn.mark_closed(DisconnectReason::TransportClose);

@@ -3,7 +3,7 @@
 
 const assert = require('node:assert/strict');
 
-const { emit } = require('../lib/api');
+const { emit, getJson } = require('../lib/api');
 const { connect, emitWithAck } = require('../lib/client');
 const { assertMeta } = require('../lib/expect');
 const { test, useTopology } = require('../lib/harness');
@@ -32,6 +32,11 @@ async function scenario({ kind, url }) {
 
   first.socket.disconnect();
   for (let i = 4; i <= 6; i++) await emit(env.api(), { room, event, data: { i } });
+  // An emit answers once the API node applied it; in a cluster the node the client connects
+  // to may apply it a moment later, and an event it applies after the connect is (rightly)
+  // live. This test is about the replay: wait until that node has all six.
+  const history = `/api/rooms/${encodeURIComponent(room)}/history?since=3`;
+  await eventually(async () => assert.equal((await getJson(url, history)).events.length, 3), 5000);
 
   const { socket } = await connect(url, { auth: { sessionId } });
   const order = [];
