@@ -353,6 +353,10 @@ struct PublishSpec {
     duration: Duration,
     seq_start: usize,
     rooms: usize,
+    /// The emit latency a system may have and still pass (the step's p99 bound): the
+    /// publisher keeps `rate × budget` requests in flight (Little's law), so a system with
+    /// slower but acceptable answers (a durable commit) is not capped by the load generator.
+    latency_budget: Duration,
 }
 
 struct PublishStats {
@@ -376,12 +380,14 @@ impl PublishStats {
 }
 
 /// Publishes `rate × duration` emits (bounded by the sequence space), spread over enough
-/// keep-alive HTTP connections; each emit is stamped with its send time just before it is
+/// keep-alive HTTP connections (`rate × latency_budget`, at least `rate / 200`: each worker
+/// has one request in flight); each emit is stamped with its send time just before it is
 /// written. A worker that falls more than `duration / 2 + 2 s` behind stops.
 async fn publish(env: &Env, spec: PublishSpec, shared: &Arc<Shared>) -> PublishStats {
     let wanted = (spec.rate * spec.duration.as_secs_f64()).round() as usize;
     let n = wanted.min(shared.seen.len().saturating_sub(spec.seq_start));
-    let workers = ((spec.rate / 200.0).ceil() as usize).clamp(1, 64);
+    let in_flight = (spec.rate * spec.latency_budget.as_secs_f64()).ceil();
+    let workers = (in_flight.max(spec.rate / 200.0).ceil() as usize).clamp(1, 256);
     let ok = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let not_sent = Arc::new(AtomicUsize::new(0));
@@ -587,6 +593,7 @@ async fn step(env: &Env, shared: &Arc<Shared>, next_seq: &mut usize, spec: StepS
             duration: Duration::from_secs(env.profile.step_s),
             seq_start: *next_seq,
             rooms,
+            latency_budget: Duration::from_secs_f64(p99_limit_ms.min(250.0) / 1000.0),
         },
         shared,
     )
@@ -1060,6 +1067,7 @@ pub async fn failover(env: &Env) -> Result<RunResult> {
             duration: Duration::from_secs(p.fail_duration_s),
             seq_start: 0,
             rooms,
+            latency_budget: Duration::from_millis(50),
         },
         &shared,
     )
