@@ -127,38 +127,36 @@ impl Server {
             max_per_ip: state.config.max_connections_per_ip,
             header_timeout: state.config.header_timeout,
         };
-        serve(
+        // The listener stays open until every connection is closed: a polling client's next
+        // request (often on a new TCP connection) must still reach its session to read the
+        // shutdown notice and the close; only new handshakes are refused (503) meanwhile.
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serving = serve(
             listener,
             crate::http::router(state.clone()),
             limits,
-            shutdown,
-        )
-        .await;
-
-        let deadline = tokio::time::Instant::now() + state.config.shutdown_timeout;
-        tracing::info!("shutting down: no new connections; notifying clients");
-        state.io.stop_accepting();
-        let reconnect_after_ms = 1000;
-        if let Some(ns) = state.gateway.namespace() {
-            let frames = crate::socketio::encode::event(
-                "/",
-                "server:shutdown",
-                &[
-                    json!({ "reason": "server shutting down", "reconnectAfterMs": reconnect_after_ms }),
-                ],
-                &[],
-                None,
-            );
-            ns.broadcast(&Target::default(), &frames);
-        }
-        // Give clients a moment to read the notice, then close every connection (the
-        // official client reconnects by itself, to another node behind a load balancer).
-        let grace = (state.config.shutdown_timeout / 4).min(Duration::from_secs(1));
-        tokio::time::sleep(grace).await;
-        state.io.close_all(DisconnectReason::ServerShuttingDown);
-        while state.io.connection_count() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            async move {
+                let _ = stop_rx.await;
+            },
+        );
+        let drain = async {
+            shutdown.await;
+            let deadline = tokio::time::Instant::now() + state.config.shutdown_timeout;
+            tracing::info!("shutting down: no new connections; notifying clients");
+            state.io.stop_accepting();
+            notify_shutdown(&state);
+            // Give clients a moment to read the notice, then close every connection (the
+            // official client reconnects by itself, to another node behind a load balancer).
+            let grace = (state.config.shutdown_timeout / 4).min(Duration::from_secs(1));
+            tokio::time::sleep(grace).await;
+            state.io.close_all(DisconnectReason::ServerShuttingDown);
+            while state.io.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = stop_tx.send(());
+            deadline
+        };
+        let ((), deadline) = tokio::join!(serving, drain);
         coalescer.abort();
         stats.abort();
         if tokio::time::timeout_at(deadline, state.gateway.fanout().shutdown())
@@ -169,6 +167,21 @@ impl Server {
         }
         tracing::info!("shutdown complete");
         Ok(())
+    }
+}
+
+/// Sends `server:shutdown` to every socket of the node.
+fn notify_shutdown(state: &AppState) {
+    let reconnect_after_ms = 1000;
+    if let Some(ns) = state.gateway.namespace() {
+        let frames = crate::socketio::encode::event(
+            "/",
+            "server:shutdown",
+            &[json!({ "reason": "server shutting down", "reconnectAfterMs": reconnect_after_ms })],
+            &[],
+            None,
+        );
+        ns.broadcast(&Target::default(), &frames);
     }
 }
 

@@ -25,26 +25,39 @@ fn init_tracing(level: &str, format: LogFormat) {
         .init();
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed here, before the server
+/// starts: a signal that arrives between the first accepted connection and the first poll
+/// of this future must still mean "graceful stop", not the default "die at once".
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let int = signal(SignalKind::interrupt());
+        let term = signal(SignalKind::terminate());
+        async move {
+            let wait = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot install a signal handler");
+                        std::future::pending::<()>().await
+                    }
+                }
+            };
+            tokio::select! {
+                _ = wait(int) => {},
+                _ = wait(term) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
+            tracing::info!("signal received");
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
     }
-    tracing::info!("signal received");
+    #[cfg(not(unix))]
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("signal received");
+    }
 }
 
 #[tokio::main]
@@ -56,6 +69,7 @@ async fn main() -> std::process::ExitCode {
     match invocation {
         Invocation::Serve(config) => {
             init_tracing(&config.log_level, config.log_format);
+            let shutdown = shutdown_signal();
             for w in config.warnings() {
                 tracing::warn!("{w}");
             }
@@ -66,7 +80,7 @@ async fn main() -> std::process::ExitCode {
                     return std::process::ExitCode::from(1);
                 }
             };
-            match raftcast::run(config, listener, shutdown_signal()).await {
+            match raftcast::run(config, listener, shutdown).await {
                 Ok(()) => std::process::ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "raftcast stopped");

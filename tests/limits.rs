@@ -268,3 +268,77 @@ async fn graceful_shutdown_notifies_then_closes() {
         "a new connection was accepted after shutdown"
     );
 }
+
+/// One polling request on its own TCP connection (`Connection: close`), as a client whose
+/// keep-alive connection was just closed makes it.
+async fn fresh_poll(
+    s: &common::TestServer,
+    method: reqwest::Method,
+    query: &str,
+    body: &str,
+) -> Result<(u16, String), String> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let r = http
+        .request(
+            method,
+            s.url(&format!("/socket.io/?EIO=4&transport=polling{query}")),
+        )
+        .header("connection", "close")
+        .body(body.to_owned())
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {e}"))?;
+    let status = r.status().as_u16();
+    Ok((status, r.text().await.map_err(|e| e.to_string())?))
+}
+
+#[tokio::test]
+async fn a_polling_client_reaches_its_session_during_shutdown() {
+    // Regression: the listener was closed as soon as the shutdown began, so a polling
+    // client whose next request needed a new TCP connection got "connection refused" and
+    // never read the shutdown notice (seen as a flaky SIGINT test with the official client).
+    let mut s = start(&["--shutdown-timeout", "4s"]).await;
+    let session = s.session("poll-bye").await;
+    let (_, open) = fresh_poll(&s, reqwest::Method::GET, "", "")
+        .await
+        .expect("handshake");
+    let sid = serde_json::from_str::<Value>(&open[1..]).expect("open packet")["sid"]
+        .as_str()
+        .expect("sid")
+        .to_owned();
+    let q = format!("&sid={sid}");
+    let connect = format!("40{}", json!({ "sessionId": session }));
+    let (st, _) = fresh_poll(&s, reqwest::Method::POST, &q, &connect)
+        .await
+        .expect("connect");
+    assert_eq!(st, 200);
+    let (_, answer) = fresh_poll(&s, reqwest::Method::GET, &q, "")
+        .await
+        .expect("connect answer");
+    assert!(answer.contains("40{"), "{answer}");
+
+    s.trigger_shutdown();
+    let stopping = || async { s.io.is_stopping() };
+    assert!(s.poll_until(T, stopping).await, "shutdown did not begin");
+
+    // A new handshake is refused, but the session's own polls are served until it closes.
+    let (st, _) = fresh_poll(&s, reqwest::Method::GET, "", "")
+        .await
+        .expect("the listener is still open while draining");
+    assert_ne!(st, 200, "a new handshake was accepted during shutdown");
+    let mut seen = String::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !seen.contains("server:shutdown") && Instant::now() < deadline {
+        let (st, body) = fresh_poll(&s, reqwest::Method::GET, &q, "")
+            .await
+            .expect("a poll during shutdown reaches the server");
+        assert_eq!(st, 200, "poll during shutdown: {body}");
+        seen.push_str(&body);
+    }
+    assert!(seen.contains("server:shutdown"), "polls read: {seen}");
+    s.join(Duration::from_secs(6)).await.expect("run completes");
+}
