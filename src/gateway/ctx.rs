@@ -1,6 +1,10 @@
 //! Per-socket state: who the socket is and its rate limiters (governor, lock-free).
+//!
+//! The limiters are made on the socket's first event or subscription: an idle socket (most
+//! of them, most of the time) keeps only its identity and two numbers.
 
 use std::num::NonZeroU32;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -12,6 +16,12 @@ use super::error::GatewayError;
 /// What the gateway keeps for each socket.
 pub struct SocketCtx {
     pub identity: Identity,
+    event_rate: u32,
+    subscribe_rate: u32,
+    limiters: OnceLock<Box<Limiters>>,
+}
+
+struct Limiters {
     events: DefaultDirectRateLimiter,
     subscriptions: DefaultDirectRateLimiter,
 }
@@ -42,9 +52,19 @@ impl SocketCtx {
     pub fn new(identity: Identity, event_rate: u32, subscribe_rate: u32) -> SocketCtx {
         SocketCtx {
             identity,
-            events: RateLimiter::direct(quota(event_rate)),
-            subscriptions: RateLimiter::direct(quota(subscribe_rate)),
+            event_rate,
+            subscribe_rate,
+            limiters: OnceLock::new(),
         }
+    }
+
+    fn limiters(&self) -> &Limiters {
+        self.limiters.get_or_init(|| {
+            Box::new(Limiters {
+                events: RateLimiter::direct(quota(self.event_rate)),
+                subscriptions: RateLimiter::direct(quota(self.subscribe_rate)),
+            })
+        })
     }
 
     pub fn user_id(&self) -> &str {
@@ -53,11 +73,11 @@ impl SocketCtx {
 
     /// One more client event.
     pub fn check_event(&self) -> Result<(), GatewayError> {
-        check(&self.events, "events")
+        check(&self.limiters().events, "events")
     }
 
     /// One more subscription operation.
     pub fn check_subscription(&self) -> Result<(), GatewayError> {
-        check(&self.subscriptions, "subscription requests")
+        check(&self.limiters().subscriptions, "subscription requests")
     }
 }

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use smallvec::SmallVec;
-use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::clock::now_ms;
 use super::handler::RequestInfo;
+use super::signal::Signal;
 use super::socket::Socket;
 
 /// An encoded Engine.IO packet, cheap to clone and shared by every recipient of a broadcast.
@@ -115,7 +115,7 @@ pub struct Conn {
     pub(crate) partial: Mutex<Option<Box<super::inbound::Partial>>>,
     outbox: Mutex<Outbox>,
     /// Wakes whichever transport writes this connection's outbox.
-    pub(crate) wake: Notify,
+    pub(crate) wake: Signal,
     closed: AtomicBool,
     close_reason: AtomicU8,
     transport: AtomicU8,
@@ -158,7 +158,7 @@ impl Conn {
             info: Mutex::new(Some(info)),
             partial: Mutex::new(None),
             outbox: Mutex::new(Outbox::default()),
-            wake: Notify::new(),
+            wake: Signal::default(),
             closed: AtomicBool::new(false),
             close_reason: AtomicU8::new(0),
             transport: AtomicU8::new(transport as u8),
@@ -205,7 +205,7 @@ impl Conn {
 
     pub(crate) fn set_transport(&self, t: Transport) {
         self.transport.store(t as u8, Ordering::Release);
-        self.wake.notify_one();
+        self.wake.notify();
     }
 
     /// Queues frames to be written together, in order. Returns false when the connection
@@ -229,7 +229,7 @@ impl Conn {
             self.mark_closed(DisconnectReason::SlowConsumer);
             return false;
         }
-        self.wake.notify_one();
+        self.wake.notify();
         true
     }
 
@@ -246,6 +246,7 @@ impl Conn {
     }
 
     /// Whether anything waits to be written.
+    #[cfg(test)]
     pub(crate) fn has_pending(&self) -> bool {
         !self.outbox.lock().frames.is_empty()
     }
@@ -257,7 +258,7 @@ impl Conn {
         if first {
             self.close_reason.store(reason as u8, Ordering::Release);
         }
-        self.wake.notify_one();
+        self.wake.notify();
         first
     }
 

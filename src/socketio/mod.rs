@@ -12,10 +12,12 @@ pub mod encode;
 pub mod engine_packet;
 pub mod handler;
 mod inbound;
+mod members;
 pub mod namespace;
 pub mod packet;
 mod polling;
 pub mod server;
+mod signal;
 pub mod socket;
 mod ws;
 

@@ -15,7 +15,10 @@ use super::conn::Frame;
 use super::handler::Handler;
 use super::socket::Socket;
 
-type Members = HashMap<Arc<str>, Arc<Socket>>;
+use super::members::Members;
+
+/// Sockets by id.
+type ById = HashMap<Arc<str>, Arc<Socket>>;
 
 /// Which sockets a broadcast reaches.
 #[derive(Debug, Clone, Default)]
@@ -44,7 +47,7 @@ pub struct Namespace {
     pub(crate) handler: Arc<dyn Handler>,
     pub(crate) recovery: bool,
     rooms: RwLock<HashMap<Arc<str>, Members>>,
-    sockets: RwLock<Members>,
+    sockets: RwLock<ById>,
     watermark: AtomicU64,
 }
 
@@ -102,11 +105,10 @@ impl Namespace {
         let excluded = |s: &Arc<Socket>| {
             (!target.except_sids.is_empty() && target.except_sids.iter().any(|x| **x == *s.id()))
                 || (!target.except_rooms.is_empty()
-                    && target.except_rooms.iter().any(|r| {
-                        rooms
-                            .get(r.as_str())
-                            .is_some_and(|m| m.contains_key(s.id()))
-                    }))
+                    && target
+                        .except_rooms
+                        .iter()
+                        .any(|r| rooms.get(r.as_str()).is_some_and(|m| m.contains(s.id()))))
         };
         let mut sent = 0;
         match target.rooms.as_slice() {
@@ -119,7 +121,7 @@ impl Namespace {
             }
             [one] => {
                 if let Some(members) = rooms.get(one.as_str()) {
-                    for s in members.values() {
+                    for s in members.iter() {
                         if !excluded(s) && s.send_frames(frames) {
                             sent += 1;
                         }
@@ -129,7 +131,7 @@ impl Namespace {
             many => {
                 let mut seen: HashSet<&str> = HashSet::new();
                 for r in many {
-                    for s in rooms.get(r.as_str()).into_iter().flat_map(|m| m.values()) {
+                    for s in rooms.get(r.as_str()).into_iter().flat_map(|m| m.iter()) {
                         if seen.insert(s.id()) && !excluded(s) && s.send_frames(frames) {
                             sent += 1;
                         }
@@ -160,9 +162,7 @@ impl Namespace {
                 None => Arc::from(room.as_str()),
             };
             if socket.add_room(&name) {
-                map.entry(name)
-                    .or_default()
-                    .insert(socket.id_arc(), socket.clone());
+                map.entry(name).or_default().insert(socket.clone());
             }
         }
     }
@@ -173,9 +173,7 @@ impl Namespace {
         for room in rooms {
             if socket.remove_room(room) {
                 if let Some(m) = map.get_mut(room.as_str()) {
-                    if m.get(socket.id()).is_some_and(|s| Arc::ptr_eq(s, socket)) {
-                        m.remove(socket.id());
-                    }
+                    m.remove(socket);
                     if m.is_empty() {
                         map.remove(room.as_str());
                     }
@@ -216,7 +214,7 @@ impl Namespace {
         self.rooms
             .read()
             .get(room)
-            .map(|m| m.values().cloned().collect())
+            .map(|m| m.iter().cloned().collect())
             .unwrap_or_default()
     }
 

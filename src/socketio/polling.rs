@@ -66,10 +66,9 @@ pub(crate) async fn poll(io: &Io, conn: Arc<Conn>) -> Response<Body> {
     }
     let _busy = Busy(&conn);
     loop {
-        let wake = conn.wake.notified();
         if conn.transport() == Transport::WebSocket {
             // The connection moved to WebSocket: leave the outbox to it.
-            conn.wake.notify_one();
+            conn.wake.notify();
             return text(StatusCode::OK, "6".into(), "text/plain; charset=UTF-8");
         }
         let frames = conn.drain();
@@ -84,7 +83,8 @@ pub(crate) async fn poll(io: &Io, conn: Arc<Conn>) -> Response<Body> {
                 "text/plain; charset=UTF-8",
             );
         }
-        wake.await;
+        // A push after the checks above left a permit: no wake-up is missed.
+        conn.wake.notified().await;
     }
 }
 
