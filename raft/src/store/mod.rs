@@ -13,6 +13,7 @@
 
 mod log;
 mod sm;
+mod snapfile;
 
 use std::fmt::Display;
 use std::path::Path;
@@ -45,7 +46,7 @@ pub fn open(dir: &Path) -> Result<(sled::Db, LogStore, SmStore), StoreError> {
     std::fs::create_dir_all(dir)?;
     let db = sled::Config::new().path(dir).open()?;
     let log = LogStore::new(&db)?;
-    let sm = SmStore::new(&db)?;
+    let sm = SmStore::new(&db, dir)?;
     Ok((db, log, sm))
 }
 

@@ -1,30 +1,46 @@
 //! The state machine on sled: applies entries with the pure state logic, one atomic sled
 //! batch per `apply()` call, then emits [`Applied`] events (awaiting channel capacity).
-//! Snapshots are a full dump of the state tree; installing one replaces it.
+//! Snapshots are a full dump of the state tree, kept in a file beside sled
+//! ([`super::snapfile`]); installing one replaces the tree.
 
 use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
 use openraft::{
     Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
     StoredMembership,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::snapfile::{SnapDir, SnapshotFile};
 use super::{read_err, write_err, SledKv, StoreError};
 use crate::state::keys::{dec, enc, get, meta, put};
 use crate::state::kv::{Overlay, Pair};
 use crate::state::{self, apply_entry};
 use crate::types::{Applied, EntryResponse, NodeId, NodeInfo, TypeConfig};
 
+/// Where older versions kept the snapshot itself (moved to the file at open).
 const CURRENT: &[u8] = b"current";
 const INSTALLING: &[u8] = b"installing";
 
-#[derive(Serialize, Deserialize)]
-struct SnapshotFile {
-    meta: SnapshotMeta<NodeId, NodeInfo>,
-    data: Vec<u8>,
+/// The snapshot file and the lock that orders its writers (a build finishing while a
+/// snapshot from the leader is installed).
+#[derive(Clone)]
+struct Files {
+    dir: Arc<SnapDir>,
+    lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Files {
+    async fn write(&self, file: SnapshotFile) -> Result<SnapshotFile, StorageError<NodeId>> {
+        let dir = self.dir.clone();
+        tokio::task::spawn_blocking(move || dir.write(&file).map(|()| file))
+            .await
+            .map_err(|e| write_err(std::io::Error::other(e)))?
+            .map_err(write_err)
+    }
 }
 
 /// The state machine store.
@@ -34,16 +50,29 @@ pub struct SmStore {
     snap: sled::Tree,
     tx: Option<mpsc::Sender<Applied>>,
     snap_seq: u64,
+    files: Files,
 }
 
 impl SmStore {
-    pub(crate) fn new(db: &sled::Db) -> Result<Self, StoreError> {
+    pub(crate) fn new(db: &sled::Db, dir: &Path) -> Result<Self, StoreError> {
         let kv = SledKv(db.open_tree("sm")?);
         let snap = db.open_tree("sm_snapshot")?;
+        let files = Files {
+            dir: Arc::new(SnapDir::new(dir)),
+            lock: Arc::new(tokio::sync::Mutex::new(())),
+        };
+        files.dir.clean();
+        if let Some(old) = snap.get(CURRENT)? {
+            // Written by an older version: move it to the file.
+            if files.dir.read()?.is_none() {
+                files.dir.write(&dec(&old)?)?;
+            }
+            snap.remove(CURRENT)?;
+            db.flush()?;
+        }
         if snap.get(INSTALLING)?.is_some() {
             // A crash interrupted a snapshot install: redo it from the stored snapshot.
-            if let Some(file) = snap.get(CURRENT)? {
-                let file: SnapshotFile = dec(&file)?;
+            if let Some(file) = files.dir.read()? {
                 restore(&kv.0, &file.data)?;
             }
             snap.remove(INSTALLING)?;
@@ -55,6 +84,7 @@ impl SmStore {
             snap,
             tx: None,
             snap_seq: 0,
+            files,
         })
     }
 
@@ -106,10 +136,13 @@ fn applied_of(kv: &SledKv) -> Result<Applied2, StorageError<NodeId>> {
 /// Builds a snapshot from a dump taken when the builder was created.
 pub struct SnapBuilder {
     db: sled::Db,
-    snap: sled::Tree,
-    pairs: Vec<Pair>,
+    files: Files,
+    /// The state tree as of the dump.
+    pairs: Vec<(sled::IVec, sled::IVec)>,
     applied: Applied2,
     seq: u64,
+    /// How long the dump held up applies (for the log line).
+    dump_ms: u128,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapBuilder {
@@ -124,13 +157,32 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapBuilder {
             last_membership,
             snapshot_id,
         };
-        let data = enc(&std::mem::take(&mut self.pairs)).map_err(write_err)?;
-        let file = SnapshotFile { meta, data };
-        self.snap
-            .insert(CURRENT, enc(&file).map_err(write_err)?)
-            .map_err(write_err)?;
+        let t0 = std::time::Instant::now();
+        // Encoded as the `Vec<Pair>` that `restore` reads (a byte slice and a byte vector
+        // encode alike).
+        let pairs = std::mem::take(&mut self.pairs);
+        let view: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        let data = enc(&view).map_err(write_err)?;
+        drop(view);
+        drop(pairs);
+        let encode_ms = t0.elapsed().as_millis();
+        let file = {
+            let _order = self.files.lock.lock().await;
+            self.files.write(SnapshotFile { meta, data }).await?
+        };
+        // The state machine's own writes up to the dump reach the disk before openraft
+        // purges the log the snapshot covers (they are not flushed on every apply).
+        let write_ms = t0.elapsed().as_millis() - encode_ms;
         self.db.flush_async().await.map_err(write_err)?;
-        tracing::info!(id = %file.meta.snapshot_id, bytes = file.data.len(), "snapshot built");
+        tracing::info!(
+            id = %file.meta.snapshot_id,
+            bytes = file.data.len(),
+            dump_ms = self.dump_ms,
+            encode_ms,
+            write_ms,
+            total_ms = t0.elapsed().as_millis() + self.dump_ms,
+            "snapshot built"
+        );
         Ok(Snapshot {
             meta: file.meta,
             snapshot: Box::new(Cursor::new(file.data)),
@@ -188,7 +240,11 @@ impl RaftStateMachine<TypeConfig> for SmStore {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         // The dump is taken here, between applies, so it is a consistent view.
         self.snap_seq += 1;
-        let (pairs, applied) = match (state::dump(&self.kv), applied_of(&self.kv)) {
+        let t0 = std::time::Instant::now();
+        // sled's own values (reference-counted, not copied): this holds up applies, the
+        // encoding happens in the builder's task.
+        let pairs: Result<Vec<(sled::IVec, sled::IVec)>, _> = self.kv.0.iter().collect();
+        let (pairs, applied) = match (pairs, applied_of(&self.kv)) {
             (Ok(p), Ok(a)) => (p, a),
             (Err(e), _) => {
                 tracing::error!(error = %e, "snapshot dump failed");
@@ -201,10 +257,11 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         };
         SnapBuilder {
             db: self.db.clone(),
-            snap: self.snap.clone(),
+            files: self.files.clone(),
             pairs,
             applied,
             seq: self.snap_seq,
+            dump_ms: t0.elapsed().as_millis(),
         }
     }
 
@@ -219,13 +276,14 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         meta_in: &SnapshotMeta<NodeId, NodeInfo>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
-        let file = SnapshotFile {
-            meta: meta_in.clone(),
-            data: snapshot.into_inner(),
-        };
-        self.snap
-            .insert(CURRENT, enc(&file).map_err(write_err)?)
-            .map_err(write_err)?;
+        let files = self.files.clone();
+        let _order = files.lock.lock().await;
+        let file = files
+            .write(SnapshotFile {
+                meta: meta_in.clone(),
+                data: snapshot.into_inner(),
+            })
+            .await?;
         self.snap.insert(INSTALLING, &[1u8]).map_err(write_err)?;
         self.db.flush_async().await.map_err(write_err)?;
         restore(&self.kv.0, &file.data).map_err(write_err)?;
@@ -254,15 +312,61 @@ impl RaftStateMachine<TypeConfig> for SmStore {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        match self.snap.get(CURRENT).map_err(read_err)? {
-            Some(b) => {
-                let file: SnapshotFile = dec(&b).map_err(read_err)?;
-                Ok(Some(Snapshot {
-                    meta: file.meta,
-                    snapshot: Box::new(Cursor::new(file.data)),
-                }))
-            }
-            None => Ok(None),
+        let dir = self.files.dir.clone();
+        let file = tokio::task::spawn_blocking(move || dir.read())
+            .await
+            .map_err(|e| read_err(std::io::Error::other(e)))?
+            .map_err(read_err)?;
+        Ok(file.map(|file| Snapshot {
+            meta: file.meta,
+            snapshot: Box::new(Cursor::new(file.data)),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use openraft::{CommittedLeaderId, LogId};
+
+    #[test]
+    fn the_snapshot_encoding_of_borrowed_pairs_is_what_restore_reads() {
+        let owned: Vec<Pair> = vec![(b"k1".to_vec(), vec![0, 1, 255]), (vec![], b"v".to_vec())];
+        let view: Vec<(&[u8], &[u8])> = owned.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+        let bytes = enc(&view).unwrap();
+        assert_eq!(bytes, enc(&owned).unwrap());
+        assert_eq!(dec::<Vec<Pair>>(&bytes).unwrap(), owned);
+    }
+
+    #[test]
+    fn a_snapshot_kept_in_sled_by_an_older_version_moves_to_the_file() {
+        let n: u64 = rand::random();
+        let dir = std::env::temp_dir().join(format!("raftcast-sm-migrate-{n:016x}"));
+        let old = SnapshotFile {
+            meta: SnapshotMeta {
+                last_log_id: Some(LogId::new(CommittedLeaderId::new(2, 1), 42)),
+                last_membership: StoredMembership::default(),
+                snapshot_id: "2-42-1".into(),
+            },
+            data: enc(&Vec::<Pair>::new()).unwrap(),
+        };
+        {
+            let db = sled::Config::new().path(&dir).open().unwrap();
+            let snap = db.open_tree("sm_snapshot").unwrap();
+            snap.insert(CURRENT, enc(&old).unwrap()).unwrap();
+            db.flush().unwrap();
         }
+        let db = sled::Config::new().path(&dir).open().unwrap();
+        let _sm = SmStore::new(&db, &dir).unwrap();
+        let moved = SnapDir::new(&dir)
+            .read()
+            .unwrap()
+            .expect("moved to the file");
+        assert_eq!(moved.meta.snapshot_id, "2-42-1");
+        let snap = db.open_tree("sm_snapshot").unwrap();
+        assert!(snap.get(CURRENT).unwrap().is_none(), "left in sled");
+        drop(db);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
