@@ -208,7 +208,7 @@ pub struct ServerArgs {
     /// Address the public port binds to.
     #[arg(long, env = "RAFTCAST_HOST", default_value = DEFAULT_HOST, value_parser = parse_host, help_heading = H_SERVER)]
     pub host: String,
-    /// Directory for the node's state (sled), generated secrets and Raft log.
+    /// Directory for the node's state (sled), its latest Raft snapshot (`raft/snapshot.current`), generated secrets and Raft log.
     #[arg(long, env = "RAFTCAST_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR", help_heading = H_SERVER)]
     pub data_dir: PathBuf,
     /// Public HOST:PORT other nodes and the status pages show for this node.
