@@ -119,17 +119,23 @@ fn tcp_state(local: u16, remote: u16) -> Option<u8> {
 
 const ESTABLISHED: u8 = 1;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_stops_reading_is_dropped_and_freed() {
-    count_panics();
-    let s = start(&["--ping-interval-ms", "60000", "--ping-timeout-ms", "60000"]).await;
-    let session = s.session("stalled").await;
+/// A raw WebSocket client of `user`, connected to the main namespace with a session.
+async fn connected_raw(s: &common::TestServer, user: &str) -> RawWs {
+    let session = s.session(user).await;
     let mut raw = RawWs::open(s.addr).await;
     raw.send_text(&format!("40{}", json!({"sessionId": session})))
         .await
         .expect("send");
     let t = raw.read_text(T).await.expect("connect answer");
     assert!(t.starts_with("40{"), "{t}");
+    raw
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_dropped_and_freed() {
+    count_panics();
+    let s = start(&["--ping-interval-ms", "60000", "--ping-timeout-ms", "60000"]).await;
+    let raw = connected_raw(&s, "stalled").await;
     // a well-behaved client of another user, for comparison
     let mut good = s.client("reader").await;
     let mine = raw.stream.local_addr().expect("local").port();
@@ -321,5 +327,65 @@ async fn rate_limits_hold_under_a_flood() {
     }
     assert!(counts.keys().all(|c| *c == 200 || *c == 429), "{counts:?}");
     assert!(counts.get(&429).copied().unwrap_or(0) > 0, "{counts:?}");
+    assert_eq!(panics(), 0);
+}
+
+#[tokio::test]
+async fn a_large_event_goes_out_in_bounded_fragments_and_arrives_whole() {
+    // tungstenite keeps its write buffer at the size of the largest frame it ever wrote, for
+    // the life of the connection: a large event is written as fragments of at most 4 KiB.
+    count_panics();
+    let s = start(&[]).await;
+    let mut raw = connected_raw(&s, "big-reader").await;
+    let blob: String = (0..200 * 1024)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    s.gateway
+        .publish(
+            "user:big-reader",
+            "trade:executed",
+            Payload::json(json!({ "blob": blob }).to_string()),
+            false,
+        )
+        .await
+        .expect("publish");
+    // Skip anything before the event (a ping, the `connected` event), then collect its
+    // fragments.
+    let mut message = Vec::new();
+    let mut fragments = 0usize;
+    loop {
+        let (fin, op, payload) = raw.read_raw_frame(T).await.expect("a frame");
+        if fragments == 0 && !(op == 1 && payload.starts_with(b"42[\"trade:executed\"")) {
+            continue;
+        }
+        assert_eq!(
+            op,
+            if fragments == 0 { 1 } else { 0 },
+            "text, then continuations"
+        );
+        assert!(payload.len() <= 4096, "a frame of {} bytes", payload.len());
+        fragments += 1;
+        message.extend_from_slice(&payload);
+        if fin {
+            break;
+        }
+    }
+    assert!(fragments >= 50, "{fragments} fragments");
+    let text = String::from_utf8(message).expect("utf-8 once whole");
+    let args: Value = serde_json::from_str(&text[2..]).expect("a Socket.IO event");
+    assert_eq!(args[0], "trade:executed");
+    assert_eq!(args[1]["blob"], Value::String(blob));
+    // The connection goes on: the next event is a single frame.
+    s.gateway
+        .publish(
+            "user:big-reader",
+            "trade:executed",
+            Payload::json("{\"n\":2}".to_string()),
+            false,
+        )
+        .await
+        .expect("publish");
+    let next = raw.read_text(T).await.expect("next event");
+    assert!(next.contains("\"n\":2"), "{next}");
     assert_eq!(panics(), 0);
 }

@@ -36,7 +36,7 @@ impl Frame {
         Frame::Text(s.into())
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Frame::Text(t) => t.len(),
             Frame::Binary(b) => b.len(),

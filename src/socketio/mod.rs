@@ -16,6 +16,7 @@ mod members;
 pub mod namespace;
 pub mod packet;
 mod polling;
+mod pump;
 pub mod server;
 mod signal;
 pub mod socket;

@@ -1,14 +1,13 @@
 //! The WebSocket transport: the HTTP upgrade, the probe/upgrade dance for polling
-//! connections, and the one task per connection that reads packets and writes the outbox.
+//! connections, and the one task per connection that runs the loop of `pump.rs` between
+//! opening and closing.
 //!
 //! The request is dropped as soon as the upgrade is answered (its headers and hyper's
 //! buffers go with it); the stream is wrapped with small, explicit buffer and size limits.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -18,18 +17,19 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::conn::{Conn, DisconnectReason, Frame, Transport};
-use super::engine_packet::EnginePacket;
-use super::handler::{BoxFuture, ConnGuard, RequestInfo};
-use super::inbound::Outcome;
+use super::handler::{ConnGuard, RequestInfo};
+use super::pump::Pump;
 use super::server::{EngineError, Io};
 
 /// What a WebSocket connection task can run on.
-trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+pub(super) trait Stream:
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+{
+}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Stream for T {}
 
 /// What a valid upgrade request leaves: the upgrade to await, the guard the HTTP server
@@ -160,7 +160,7 @@ async fn serve(
     }
 }
 
-fn to_message(frame: Frame) -> Message {
+pub(super) fn to_message(frame: Frame) -> Message {
     match frame {
         Frame::Text(t) => Message::Text(t),
         Frame::Binary(b) => Message::Binary(b),
@@ -184,129 +184,6 @@ async fn write_all<S: Stream>(
     ws.flush().await
 }
 
-/// The loop of an open WebSocket connection: writes what is queued, runs at most one
-/// piece of handler work, reads the next packet. A plain `poll` function rather than an
-/// async block with `select!`: every idle connection's task keeps this state, and the
-/// async version kept the union of all its await points (~300 B more per connection).
-struct Pump<'a, S> {
-    io: &'a Io,
-    ws: &'a mut WebSocketStream<S>,
-    conn: &'a Arc<Conn>,
-    /// Handler work to finish before the next packet is read (keeps a socket's events in
-    /// order).
-    work: Option<BoxFuture<()>>,
-    /// Frames taken from the outbox and not yet handed to the WebSocket.
-    queued: VecDeque<Frame>,
-    /// Frames were handed to the WebSocket since the last flush.
-    unflushed: bool,
-    /// The outbox was signalled and not yet taken.
-    dirty: bool,
-    ping_timeout_ms: u64,
-}
-
-impl<S: Stream> Pump<'_, S> {
-    /// Ready once the connection is closed (marked with the reason).
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        loop {
-            if self.conn.is_closed() {
-                return Poll::Ready(());
-            }
-            let mut progressed = false;
-            // Writes first. The outbox is taken only once the previous batch was handed to
-            // the WebSocket: while a client does not read, what is published for it stays in
-            // the outbox, whose bound then closes the connection as a slow consumer (as do a
-            // ping timeout or a revocation); the close wakes this loop through the signal,
-            // which stays registered while the write is blocked, and the write is abandoned.
-            // Until Pending: a taken permit leaves no waker registered, and the next
-            // notify (maybe the close) must wake this task.
-            while self.conn.wake.poll_notified(cx).is_ready() {
-                self.dirty = true;
-            }
-            if self.dirty && self.queued.is_empty() {
-                self.dirty = false;
-                self.queued = self.conn.drain();
-            }
-            match self.poll_write(cx) {
-                Poll::Ready(Err(e)) => {
-                    tracing::debug!(conn = self.conn.log_id(), error = %e, "websocket write failed");
-                    self.conn.mark_closed(DisconnectReason::TransportError);
-                    return Poll::Ready(());
-                }
-                // More was queued while this batch was written: take it next.
-                Poll::Ready(Ok(())) => progressed |= self.dirty,
-                Poll::Pending => {}
-            }
-            if let Some(w) = self.work.as_mut() {
-                if w.as_mut().poll(cx).is_ready() {
-                    self.work = None;
-                    progressed = true;
-                }
-            }
-            if self.work.is_none() {
-                if let Poll::Ready(msg) = self.ws.poll_next_unpin(cx) {
-                    progressed = true;
-                    if let Some(reason) = self.on_message(msg) {
-                        self.conn.mark_closed(reason);
-                        return Poll::Ready(());
-                    }
-                }
-            }
-            if !progressed {
-                return Poll::Pending;
-            }
-        }
-    }
-
-    /// Hands the queued frames to the WebSocket, then flushes once.
-    fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        while !self.queued.is_empty() {
-            ready!(self.ws.poll_ready_unpin(cx))?;
-            if let Some(f) = self.queued.pop_front() {
-                self.ws.start_send_unpin(to_message(f))?;
-                self.unflushed = true;
-            }
-        }
-        // All handed over: an idle connection keeps no queue allocated.
-        if self.queued.capacity() > 0 {
-            self.queued = VecDeque::new();
-        }
-        if self.unflushed {
-            ready!(self.ws.poll_flush_unpin(cx))?;
-            self.unflushed = false;
-        }
-        Poll::Ready(Ok(()))
-    }
-
-    /// One message from the client; `Some(reason)` closes the connection.
-    fn on_message(&mut self, msg: Option<Result<Message, WsError>>) -> Option<DisconnectReason> {
-        self.conn.on_inbound(self.ping_timeout_ms);
-        let packet = match msg {
-            None | Some(Ok(Message::Close(_))) => return Some(DisconnectReason::TransportClose),
-            Some(Err(e)) => {
-                tracing::debug!(conn = self.conn.log_id(), error = %e, "websocket read failed");
-                return Some(DisconnectReason::TransportError);
-            }
-            Some(Ok(Message::Text(t))) => match EnginePacket::decode_text(&t) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::debug!(conn = self.conn.log_id(), error = %e, "bad engine packet");
-                    return Some(DisconnectReason::TransportError);
-                }
-            },
-            Some(Ok(Message::Binary(b))) => EnginePacket::Binary(b),
-            Some(Ok(_)) => return None,
-        };
-        match self.io.on_packet(self.conn, packet) {
-            Outcome::Continue => None,
-            Outcome::Work(w) => {
-                self.work = Some(w);
-                None
-            }
-            Outcome::Close(reason) => Some(reason),
-        }
-    }
-}
-
 /// The connection task. A plain function returning an `async move` block rather than an
 /// `async fn`: an async fn keeps a second copy of its arguments (the WebSocket stream is
 /// 320 B) in every idle connection's task.
@@ -326,16 +203,8 @@ fn run<S: Stream>(
         let Some((conn, mut ws)) = opening.await else {
             return;
         };
-        let mut pump = Pump {
-            io: &io,
-            ws: &mut ws,
-            conn: &conn,
-            work: None,
-            queued: VecDeque::new(),
-            unflushed: false,
-            dirty: false,
-            ping_timeout_ms: super::server::ms(io.config().ping_timeout),
-        };
+        let ping_timeout_ms = super::server::ms(io.config().ping_timeout);
+        let mut pump = Pump::new(&io, &mut ws, &conn, ping_timeout_ms);
         std::future::poll_fn(|cx| pump.poll(cx)).await;
         Box::pin(finish(&io, &conn, &mut ws)).await;
     }

@@ -142,11 +142,17 @@ impl RawWs {
 
     /// The next server frame as (opcode, payload); None on close, EOF, error or timeout.
     pub async fn read_frame(&mut self, within: Duration) -> Option<(u8, Vec<u8>)> {
+        self.read_raw_frame(within).await.map(|(_, op, p)| (op, p))
+    }
+
+    /// The next server frame as (FIN bit, opcode, payload).
+    pub async fn read_raw_frame(&mut self, within: Duration) -> Option<(bool, u8, Vec<u8>)> {
         tokio::time::timeout(within, async {
             loop {
                 if let Some((op, payload, used)) = parse_server_frame(&self.pending) {
+                    let fin = self.pending[0] & 0x80 != 0;
                     self.pending.drain(..used);
-                    return Some((op, payload));
+                    return Some((fin, op, payload));
                 }
                 let mut chunk = [0u8; 16 * 1024];
                 match self.stream.read(&mut chunk).await {

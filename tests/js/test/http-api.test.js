@@ -6,7 +6,7 @@ const assert = require('node:assert/strict');
 const { clusterStats, createSession, emit, getJson, request, socketCount, uid } = require('../lib/api');
 const { connect } = require('../lib/client');
 const { test, useTopology } = require('../lib/harness');
-const { eventually } = require('../lib/wait');
+const { eventually, onceArgs } = require('../lib/wait');
 
 const env = useTopology();
 
@@ -77,6 +77,20 @@ test('413 PAYLOAD_TOO_LARGE above 64 KiB; just under it is accepted', async () =
   assert.equal(res.status, 200, res.text.slice(0, 300));
   // Nothing of the refused one was written.
   assert.equal(res.body.offset, 1);
+});
+
+test('a 60 KiB event reaches WebSocket and polling clients whole (the server writes it in fragments)', async () => {
+  const ws = await env.connectUser('big-ws', { transports: ['websocket'] });
+  const poll = await env.connectUser('big-poll', { transports: ['polling'] });
+  const blob = Array.from({ length: 60 * 1024 }, (_, i) => String.fromCharCode(97 + (i % 26))).join('');
+  for (const c of [ws, poll]) {
+    const got = onceArgs(c.socket, 'big', 10_000);
+    const res = await request(env.api(), 'POST', '/api/emit', { body: { userId: c.userId, event: 'big', data: { blob } } });
+    assert.equal(res.status, 200, res.text.slice(0, 300));
+    const [data] = await got;
+    assert.equal(data.blob.length, blob.length);
+    assert.equal(data.blob, blob);
+  }
 });
 
 test('GET /api/rooms/{room}/history → {room, epoch, events:[{offset, event, data, ts}]} and ?since=N', async () => {
