@@ -151,6 +151,15 @@ impl<'a, S: Stream> Pump<'a, S> {
         }
     }
 
+    /// What was taken from the outbox and not written yet, for the closing writes; None
+    /// when a fragmented message was cut short (no data frame may follow it).
+    pub(super) fn leftover(&mut self) -> Option<VecDeque<Frame>> {
+        if self.split.is_some() {
+            return None;
+        }
+        Some(std::mem::take(&mut self.queued))
+    }
+
     /// Hands the queued frames to the WebSocket, then flushes once. A large frame goes as
     /// fragments of at most [`FRAGMENT`] bytes: tungstenite keeps its write buffer at the
     /// size of the largest frame it ever wrote, for the life of the connection.

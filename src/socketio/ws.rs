@@ -5,6 +5,7 @@
 //! The request is dropped as soon as the upgrade is answered (its headers and hyper's
 //! buffers go with it); the stream is wrapped with small, explicit buffer and size limits.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -171,13 +172,16 @@ pub(super) fn to_message(frame: Frame) -> Message {
 async fn write_all<S: Stream>(
     conn: &Conn,
     ws: &mut WebSocketStream<S>,
+    mut frames: VecDeque<Frame>,
 ) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     loop {
-        let frames = conn.drain();
         if frames.is_empty() {
-            break;
+            frames = conn.drain();
+            if frames.is_empty() {
+                break;
+            }
         }
-        for f in frames {
+        for f in std::mem::take(&mut frames) {
             ws.feed(to_message(f)).await?;
         }
     }
@@ -206,7 +210,8 @@ fn run<S: Stream>(
         let ping_timeout_ms = super::server::ms(io.config().ping_timeout);
         let mut pump = Pump::new(&io, &mut ws, &conn, ping_timeout_ms);
         std::future::poll_fn(|cx| pump.poll(cx)).await;
-        Box::pin(finish(&io, &conn, &mut ws)).await;
+        let leftover = pump.leftover();
+        Box::pin(finish(&io, &conn, &mut ws, leftover)).await;
     }
 }
 
@@ -261,10 +266,21 @@ async fn start<S: Stream>(
 
 /// Lets the client have what was queued for it (e.g. a DISCONNECT or a shutdown notice),
 /// unless it stopped reading (then nothing more is queued for it), closes, and unregisters.
-async fn finish<S: Stream>(io: &Io, conn: &Arc<Conn>, ws: &mut WebSocketStream<S>) {
+///
+/// `leftover` is what the loop had taken from the outbox and not yet written, written
+/// first; None when the loop stopped inside a fragmented message, after which no data
+/// frame may be sent (a close frame may).
+async fn finish<S: Stream>(
+    io: &Io,
+    conn: &Arc<Conn>,
+    ws: &mut WebSocketStream<S>,
+    leftover: Option<VecDeque<Frame>>,
+) {
     let slow = conn.close_reason() == DisconnectReason::SlowConsumer;
     let _ = tokio::time::timeout(Duration::from_secs(if slow { 0 } else { 1 }), async {
-        let _ = write_all(conn, ws).await;
+        if let Some(first) = leftover {
+            let _ = write_all(conn, ws, first).await;
+        }
         let _ = ws.close(None).await;
     })
     .await;
