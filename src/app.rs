@@ -129,7 +129,7 @@ impl Server {
         };
         // The listener stays open until every connection is closed: a polling client's next
         // request (often on a new TCP connection) must still reach its session to read the
-        // shutdown notice and the close; only new handshakes are refused (503) meanwhile.
+        // shutdown notice and the close; only new handshakes are refused (403) meanwhile.
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let serving = serve(
             listener,
