@@ -25,18 +25,14 @@ use crate::types::{Applied, EntryResponse, NodeId, NodeInfo, TypeConfig};
 const CURRENT: &[u8] = b"current";
 const INSTALLING: &[u8] = b"installing";
 
-/// The snapshot file and the lock that orders its writers (a build finishing while a
-/// snapshot from the leader is installed).
+/// The snapshot file, written off the async runtime.
 #[derive(Clone)]
-struct Files {
-    dir: Arc<SnapDir>,
-    lock: Arc<tokio::sync::Mutex<()>>,
-}
+struct Files(Arc<SnapDir>);
 
 impl Files {
     async fn write(&self, file: SnapshotFile) -> Result<SnapshotFile, StorageError<NodeId>> {
-        let dir = self.dir.clone();
-        tokio::task::spawn_blocking(move || dir.write(&file).map(|()| file))
+        let dir = self.0.clone();
+        tokio::task::spawn_blocking(move || dir.write(&file).map(|_| file))
             .await
             .map_err(|e| write_err(std::io::Error::other(e)))?
             .map_err(write_err)
@@ -57,22 +53,19 @@ impl SmStore {
     pub(crate) fn new(db: &sled::Db, dir: &Path) -> Result<Self, StoreError> {
         let kv = SledKv(db.open_tree("sm")?);
         let snap = db.open_tree("sm_snapshot")?;
-        let files = Files {
-            dir: Arc::new(SnapDir::new(dir)),
-            lock: Arc::new(tokio::sync::Mutex::new(())),
-        };
-        files.dir.clean();
+        let files = Files(Arc::new(SnapDir::new(dir)));
+        files.0.clean();
         if let Some(old) = snap.get(CURRENT)? {
             // Written by an older version: move it to the file.
-            if files.dir.read()?.is_none() {
-                files.dir.write(&dec(&old)?)?;
+            if files.0.read()?.is_none() {
+                files.0.write(&dec(&old)?)?;
             }
             snap.remove(CURRENT)?;
             db.flush()?;
         }
         if snap.get(INSTALLING)?.is_some() {
             // A crash interrupted a snapshot install: redo it from the stored snapshot.
-            if let Some(file) = files.dir.read()? {
+            if let Some(file) = files.0.read()? {
                 restore(&kv.0, &file.data)?;
             }
             snap.remove(INSTALLING)?;
@@ -166,10 +159,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapBuilder {
         drop(view);
         drop(pairs);
         let encode_ms = t0.elapsed().as_millis();
-        let file = {
-            let _order = self.files.lock.lock().await;
-            self.files.write(SnapshotFile { meta, data }).await?
-        };
+        let file = self.files.write(SnapshotFile { meta, data }).await?;
         // The state machine's own writes up to the dump reach the disk before openraft
         // purges the log the snapshot covers (they are not flushed on every apply).
         let write_ms = t0.elapsed().as_millis() - encode_ms;
@@ -276,9 +266,8 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         meta_in: &SnapshotMeta<NodeId, NodeInfo>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
-        let files = self.files.clone();
-        let _order = files.lock.lock().await;
-        let file = files
+        let file = self
+            .files
             .write(SnapshotFile {
                 meta: meta_in.clone(),
                 data: snapshot.into_inner(),
@@ -312,7 +301,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let dir = self.files.dir.clone();
+        let dir = self.files.0.clone();
         let file = tokio::task::spawn_blocking(move || dir.read())
             .await
             .map_err(|e| read_err(std::io::Error::other(e)))?

@@ -8,9 +8,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
-use openraft::SnapshotMeta;
+use openraft::{LogId, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
@@ -24,18 +24,20 @@ pub(crate) struct SnapshotFile {
     pub(crate) data: Vec<u8>,
 }
 
-/// Where the current snapshot lives.
+/// Where the current snapshot lives. Writers are serialized here: a snapshot built by this
+/// node may finish while a newer one from the leader is being installed.
 #[derive(Debug)]
 pub(crate) struct SnapDir {
     dir: PathBuf,
-    tmp_seq: AtomicU64,
+    /// The last log id of the snapshot this process last wrote (None before the first).
+    written: Mutex<Option<LogId<NodeId>>>,
 }
 
 impl SnapDir {
     pub(crate) fn new(dir: &Path) -> SnapDir {
         SnapDir {
             dir: dir.to_path_buf(),
-            tmp_seq: AtomicU64::new(0),
+            written: Mutex::new(None),
         }
     }
 
@@ -53,11 +55,16 @@ impl SnapDir {
     }
 
     /// Makes `file` the current snapshot, durably: when this returns, a crash leaves either
-    /// it or nothing newer, never a torn file.
-    pub(crate) fn write(&self, file: &SnapshotFile) -> Result<(), StoreError> {
+    /// it or nothing newer, never a torn file. A snapshot older than the one last written
+    /// is not written (false): the current one never goes back.
+    pub(crate) fn write(&self, file: &SnapshotFile) -> Result<bool, StoreError> {
         let bytes = enc(file)?;
-        let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
-        let tmp = self.dir.join(format!("snapshot.tmp-{n}"));
+        // Poisoned only by a panic in here; the value is still a plain log id.
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if written.is_some() && *written > file.meta.last_log_id {
+            return Ok(false);
+        }
+        let tmp = self.dir.join("snapshot.tmp");
         let result = (|| {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&bytes)?;
@@ -68,7 +75,9 @@ impl SnapDir {
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
-        Ok(result?)
+        result?;
+        *written = file.meta.last_log_id;
+        Ok(true)
     }
 
     /// Removes temporary files a crash left behind.
@@ -77,7 +86,7 @@ impl SnapDir {
             return;
         };
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with("snapshot.tmp-") {
+            if e.file_name().to_string_lossy().starts_with("snapshot.tmp") {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -113,16 +122,18 @@ mod tests {
         let d = temp();
         let s = SnapDir::new(&d);
         assert!(s.read().unwrap().is_none(), "no snapshot yet");
-        s.write(&file(10, b"first")).unwrap();
-        s.write(&file(20, b"second")).unwrap();
+        assert!(s.write(&file(10, b"first")).unwrap());
+        assert!(s.write(&file(20, b"second")).unwrap());
+        // An older snapshot finishing late (a build racing an install) does not replace it.
+        assert!(!s.write(&file(15, b"late")).unwrap());
         let back = s.read().unwrap().unwrap();
         assert_eq!(back.meta.snapshot_id, "1-20");
         assert_eq!(back.data, b"second");
         // A crash between create and rename leaves a temporary file: never read, removed.
-        std::fs::write(d.join("snapshot.tmp-7"), b"torn").unwrap();
+        std::fs::write(d.join("snapshot.tmp"), b"torn").unwrap();
         let s = SnapDir::new(&d);
         s.clean();
-        assert!(!d.join("snapshot.tmp-7").exists());
+        assert!(!d.join("snapshot.tmp").exists());
         assert_eq!(s.read().unwrap().unwrap().data, b"second");
         // A corrupt current file is an error, not an empty snapshot.
         std::fs::write(d.join("snapshot.current"), b"\xff\xff").unwrap();
