@@ -16,8 +16,13 @@ use crate::types::{Command, Request, Response};
 
 /// Most commands in one entry.
 const MAX_BATCH: usize = 512;
-/// Entries in flight at once per node.
-const MAX_IN_FLIGHT: usize = 4;
+/// Entries in flight at once per node. One: while an entry commits, the proposals that
+/// arrive meanwhile queue up and become the next entry (group commit), so the entry rate
+/// stays near one per commit time however many emits arrive, and every per-entry cost
+/// (replication RPCs, an fsync on each node, an apply pass) is shared by the whole batch.
+/// Measured against 4 (`bench/run.sh --scenarios crossnode`): the same or better
+/// throughput with a lower p50 under load, and half as many entries.
+const MAX_IN_FLIGHT: usize = 1;
 /// Longest wait for one forward to the leader before routing again.
 const FORWARD_ATTEMPT: Duration = Duration::from_millis(1000);
 /// Marker of a forwarded proposal that reached a node that is no longer the leader.
@@ -108,26 +113,32 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                         ProposeError::NoQuorum("leader cannot reach a majority".into()),
                     );
                 }
-                // Prove, by a heartbeat round, that a majority follows us right now: a write
-                // refused with NO_QUORUM is then never appended (so never applied later).
-                match tokio::time::timeout(left, core.raft.get_read_log_id()).await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
-                        continue;
-                    }
-                    Ok(Err(e)) => {
-                        return fail(
-                            items,
-                            ProposeError::NoQuorum(format!(
-                                "leader cannot confirm a majority: {e}"
-                            )),
-                        )
-                    }
-                    Err(_) => {
-                        return fail(
-                            items,
-                            ProposeError::NoQuorum("no majority answered the leader".into()),
-                        )
+                // Prove that a majority follows us right now, so that a write refused with
+                // NO_QUORUM is never appended (so never applied later): a majority answered
+                // within the last heartbeat interval (always, under load), or else a
+                // heartbeat round. That round per entry cost two RPCs and a pass of
+                // openraft's core; only a majority lost within that interval can now see an
+                // appended write time out (answered as such, below).
+                if !core.leader_heard_majority_within(core.write_lease()) {
+                    match tokio::time::timeout(left, core.raft.get_read_log_id()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
+                            continue;
+                        }
+                        Ok(Err(e)) => {
+                            return fail(
+                                items,
+                                ProposeError::NoQuorum(format!(
+                                    "leader cannot confirm a majority: {e}"
+                                )),
+                            )
+                        }
+                        Err(_) => {
+                            return fail(
+                                items,
+                                ProposeError::NoQuorum("no majority answered the leader".into()),
+                            )
+                        }
                     }
                 }
                 let cmds: Vec<Command> = items.iter().map(|i| i.cmd.clone()).collect();

@@ -64,23 +64,38 @@ impl Core {
 
     /// Whether this node, as leader, heard from a majority of voters recently.
     pub fn leader_has_quorum(&self) -> bool {
-        let m = self.raft.metrics().borrow().clone();
+        self.leader_heard_majority_within(self.quorum_window())
+    }
+
+    /// How recently a majority must have answered for a write to skip the heartbeat round
+    /// that proves leadership first (one heartbeat interval: under load every replication
+    /// reply refreshes it).
+    pub(crate) fn write_lease(&self) -> Duration {
+        Duration::from_millis((self.cfg.election_timeout_ms.0 / 3).clamp(10, 100))
+    }
+
+    /// Whether this node is the leader and a majority of voters (itself included) was heard
+    /// from within `window`.
+    pub(crate) fn leader_heard_majority_within(&self, window: Duration) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
         if m.current_leader != Some(self.id) {
             return false;
         }
-        let voters: Vec<NodeId> = m.membership_config.membership().voter_ids().collect();
-        let window = self.quorum_window();
-        let fresh = voters
-            .iter()
-            .filter(|v| {
-                **v == self.id
-                    || self
-                        .net
-                        .last_contact(**v)
-                        .is_some_and(|t| t.elapsed() <= window)
-            })
-            .count();
-        fresh * 2 > voters.len()
+        let voters = m.membership_config.membership().voter_ids();
+        let (mut all, mut fresh) = (0usize, 0usize);
+        for v in voters {
+            all += 1;
+            if v == self.id
+                || self
+                    .net
+                    .last_contact(v)
+                    .is_some_and(|t| t.elapsed() <= window)
+            {
+                fresh += 1;
+            }
+        }
+        fresh * 2 > all
     }
 
     /// The peer address of a member.

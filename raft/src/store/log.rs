@@ -9,6 +9,7 @@ use std::sync::Arc;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, RaftLogReader, StorageError, Vote};
 
+use super::group_flush::GroupFlush;
 use super::{read_err, write_err, StoreError};
 use crate::state::keys::{dec, enc};
 use crate::types::{NodeId, TypeConfig};
@@ -24,6 +25,7 @@ pub struct LogStore {
     log: sled::Tree,
     meta: sled::Tree,
     committed: Arc<AtomicU64>,
+    flusher: GroupFlush,
 }
 
 impl LogStore {
@@ -40,6 +42,7 @@ impl LogStore {
             log: db.open_tree("raft_log")?,
             meta,
             committed: Arc::new(AtomicU64::new(committed)),
+            flusher: GroupFlush::start(db.clone())?,
         })
     }
 
@@ -160,13 +163,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.insert(&e.log_id.index.to_be_bytes(), enc(&e).map_err(write_err)?);
         }
         self.log.apply_batch(batch).map_err(write_err)?;
-        let res = self
-            .db
-            .flush_async()
-            .await
-            .map(|_| ())
-            .map_err(std::io::Error::other);
-        callback.log_io_completed(res);
+        // Acknowledged once on disk, by the group flusher (not awaited here: openraft's core
+        // goes on while the fsync runs, and one fsync covers every append queued by then).
+        self.flusher.after_next_flush(callback);
         Ok(())
     }
 

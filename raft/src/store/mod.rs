@@ -1,7 +1,8 @@
 //! Storage on sled: the Raft log ([`LogStore`]), the state machine ([`SmStore`]) and the
 //! on-disk adapter that lets the pure state logic run over a sled tree.
 //!
-//! Durability: log appends and votes are acknowledged only after `flush_async()`. The state
+//! Durability: log appends and votes are acknowledged only after they are flushed to disk
+//! (appends by one group fsync per batch of appends, [`group_flush`]). The state
 //! machine is written with one atomic sled batch per `apply()` call and not flushed on every
 //! apply: sled recovers a consistent prefix of its writes after a crash, and whatever the
 //! state machine lost is re-applied from the (flushed) log, which is only purged up to a
@@ -11,6 +12,8 @@
 // openraft's trait methods return its own (large) `StorageError`; helpers share that type.
 #![allow(clippy::result_large_err)]
 
+mod capture;
+mod group_flush;
 mod log;
 mod sm;
 mod snapfile;

@@ -1,7 +1,8 @@
 //! The state machine on sled: applies entries with the pure state logic, one atomic sled
 //! batch per `apply()` call, then emits [`Applied`] events (awaiting channel capacity).
-//! Snapshots are a full dump of the state tree, kept in a file beside sled
-//! ([`super::snapfile`]); installing one replaces the tree.
+//! Snapshots are a full dump of the state tree, read beside the applies
+//! ([`super::capture`]) and kept in a file beside sled ([`super::snapfile`]); installing one
+//! replaces the tree.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -12,8 +13,9 @@ use openraft::{
     Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
     StoredMembership,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedRwLockReadGuard, RwLock};
 
+use super::capture::{Capture, Captures};
 use super::snapfile::{SnapDir, SnapshotFile};
 use super::{read_err, write_err, SledKv, StoreError};
 use crate::state::keys::{dec, enc, get, meta, put};
@@ -47,6 +49,10 @@ pub struct SmStore {
     tx: Option<mpsc::Sender<Applied>>,
     snap_seq: u64,
     files: Files,
+    /// Pre-images for the snapshot dumps in progress.
+    captures: Arc<Captures>,
+    /// Held (shared) by a dump in progress; an install (which replaces the tree) waits for it.
+    dump_lock: Arc<RwLock<()>>,
 }
 
 impl SmStore {
@@ -78,6 +84,8 @@ impl SmStore {
             tx: None,
             snap_seq: 0,
             files,
+            captures: Arc::new(Captures::default()),
+            dump_lock: Arc::new(RwLock::new(())),
         })
     }
 
@@ -126,16 +134,47 @@ fn applied_of(kv: &SledKv) -> Result<Applied2, StorageError<NodeId>> {
     Ok((applied.flatten(), membership.flatten().unwrap_or_default()))
 }
 
-/// Builds a snapshot from a dump taken when the builder was created.
+/// Builds a snapshot of the state as of the applied index at which it was created: the
+/// dump is read in the builder's task while applies go on, and corrected by the capture.
 pub struct SnapBuilder {
     db: sled::Db,
+    tree: sled::Tree,
     files: Files,
-    /// The state tree as of the dump.
-    pairs: Vec<(sled::IVec, sled::IVec)>,
+    /// Started when the builder was created (between applies); taken by the build.
+    capture: Option<Capture>,
+    /// Keeps an install from replacing the tree while the dump reads it.
+    guard: Option<OwnedRwLockReadGuard<()>>,
     applied: Applied2,
     seq: u64,
-    /// How long the dump held up applies (for the log line).
-    dump_ms: u128,
+}
+
+/// Read the whole tree, correct it to the capture's start and encode it as the
+/// `Vec<Pair>` that `restore` reads. Blocking: run off the async runtime.
+fn dump_and_encode(
+    tree: &sled::Tree,
+    capture: Capture,
+    applied: Option<LogId<NodeId>>,
+) -> Result<(Vec<u8>, u128, u128), StorageError<NodeId>> {
+    let t0 = std::time::Instant::now();
+    let dump: Vec<(sled::IVec, sled::IVec)> =
+        tree.iter().collect::<Result<_, _>>().map_err(read_err)?;
+    let pairs = capture.finish(dump);
+    let dump_ms = t0.elapsed().as_millis();
+    // The corrected dump must be the state at the capture's start: its applied log id says
+    // so (anything else is a bug in the capture; no wrong snapshot is written).
+    let key = meta(state::meta::APPLIED);
+    let seen: Option<Option<LogId<NodeId>>> = match pairs.iter().find(|(k, _)| k[..] == key[..]) {
+        Some((_, v)) => Some(dec(v).map_err(read_err)?),
+        None => None,
+    };
+    if seen.flatten() != applied {
+        return Err(write_err(format!(
+            "snapshot dump is not the state at {applied:?} (it says {seen:?})"
+        )));
+    }
+    let view: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    let data = enc(&view).map_err(write_err)?;
+    Ok((data, dump_ms, t0.elapsed().as_millis() - dump_ms))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapBuilder {
@@ -151,26 +190,30 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapBuilder {
             snapshot_id,
         };
         let t0 = std::time::Instant::now();
-        // Encoded as the `Vec<Pair>` that `restore` reads (a byte slice and a byte vector
-        // encode alike).
-        let pairs = std::mem::take(&mut self.pairs);
-        let view: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
-        let data = enc(&view).map_err(write_err)?;
-        drop(view);
-        drop(pairs);
-        let encode_ms = t0.elapsed().as_millis();
+        let (tree, applied) = (self.tree.clone(), self.applied.0);
+        let (capture, guard) = (self.capture.take(), self.guard.take());
+        let Some(capture) = capture else {
+            return Err(write_err("snapshot builder used twice"));
+        };
+        let (data, dump_ms, encode_ms) = tokio::task::spawn_blocking(move || {
+            let r = dump_and_encode(&tree, capture, applied);
+            drop(guard);
+            r
+        })
+        .await
+        .map_err(|e| write_err(std::io::Error::other(e)))??;
         let file = self.files.write(SnapshotFile { meta, data }).await?;
         // The state machine's own writes up to the dump reach the disk before openraft
         // purges the log the snapshot covers (they are not flushed on every apply).
-        let write_ms = t0.elapsed().as_millis() - encode_ms;
+        let write_ms = t0.elapsed().as_millis() - encode_ms - dump_ms;
         self.db.flush_async().await.map_err(write_err)?;
         tracing::info!(
             id = %file.meta.snapshot_id,
             bytes = file.data.len(),
-            dump_ms = self.dump_ms,
+            dump_ms,
             encode_ms,
             write_ms,
-            total_ms = t0.elapsed().as_millis() + self.dump_ms,
+            total_ms = t0.elapsed().as_millis(),
             "snapshot built"
         );
         Ok(Snapshot {
@@ -215,6 +258,9 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             }
             ov.into_changes()
         };
+        self.captures
+            .before_write(&self.kv.0, changes.keys().map(Vec::as_slice))
+            .map_err(read_err)?;
         let mut batch = sled::Batch::default();
         for (k, v) in changes {
             match v {
@@ -228,30 +274,23 @@ impl RaftStateMachine<TypeConfig> for SmStore {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        // The dump is taken here, between applies, so it is a consistent view.
+        // Called between applies: the capture starts at the state as of the last applied
+        // entry, and the dump itself runs in the builder's task without holding applies up.
         self.snap_seq += 1;
-        let t0 = std::time::Instant::now();
-        // sled's own values (reference-counted, not copied): this holds up applies, the
-        // encoding happens in the builder's task.
-        let pairs: Result<Vec<(sled::IVec, sled::IVec)>, _> = self.kv.0.iter().collect();
-        let (pairs, applied) = match (pairs, applied_of(&self.kv)) {
-            (Ok(p), Ok(a)) => (p, a),
-            (Err(e), _) => {
-                tracing::error!(error = %e, "snapshot dump failed");
-                (Vec::new(), (None, StoredMembership::default()))
-            }
-            (_, Err(e)) => {
-                tracing::error!(error = %e, "snapshot dump failed");
-                (Vec::new(), (None, StoredMembership::default()))
-            }
-        };
+        let guard = self.dump_lock.clone().read_owned().await;
+        let capture = self.captures.start();
+        let applied = applied_of(&self.kv).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "snapshot: cannot read the applied log id");
+            (None, StoredMembership::default())
+        });
         SnapBuilder {
             db: self.db.clone(),
+            tree: self.kv.0.clone(),
             files: self.files.clone(),
-            pairs,
+            capture: Some(capture),
+            guard: Some(guard),
             applied,
             seq: self.snap_seq,
-            dump_ms: t0.elapsed().as_millis(),
         }
     }
 
@@ -266,6 +305,8 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         meta_in: &SnapshotMeta<NodeId, NodeInfo>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
+        // A dump in progress reads the tree this replaces: let it finish first.
+        let _replacing = self.dump_lock.write().await;
         let file = self
             .files
             .write(SnapshotFile {
@@ -326,6 +367,63 @@ mod tests {
         let bytes = enc(&view).unwrap();
         assert_eq!(bytes, enc(&owned).unwrap());
         assert_eq!(dec::<Vec<Pair>>(&bytes).unwrap(), owned);
+    }
+
+    fn publish(index: u64, room: &str) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(crate::types::Request {
+                ts_ms: 1_000 + index,
+                cmds: vec![crate::types::Command::Publish {
+                    room: room.into(),
+                    event: "e".into(),
+                    payload: index.to_be_bytes().to_vec(),
+                    durable: true,
+                    history_max: 3,
+                    history_ttl_ms: 0,
+                }],
+                ids: vec![index],
+            }),
+        }
+    }
+
+    fn state_of(kv: &SledKv) -> Vec<(Vec<u8>, Vec<u8>)> {
+        kv.0.iter()
+            .map(|p| p.map(|(k, v)| (k.to_vec(), v.to_vec())))
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_built_while_applies_go_on_is_the_state_at_its_index() {
+        let n: u64 = rand::random();
+        let dir = std::env::temp_dir().join(format!("raftcast-sm-capture-{n:016x}"));
+        let db = sled::Config::new().path(dir.join("a")).open().unwrap();
+        std::fs::create_dir_all(dir.join("ref")).unwrap();
+        let mut sm = SmStore::new(&db, &dir.join("a")).unwrap();
+        // The same first 20 entries on a second store, as the reference state.
+        let ref_db = sled::Config::new().temporary(true).open().unwrap();
+        let mut reference = SmStore::new(&ref_db, &dir.join("ref")).unwrap();
+        let first: Vec<_> = (1..=20)
+            .map(|i| publish(i, ["r1", "r2"][i as usize % 2]))
+            .collect();
+        sm.apply(first.clone()).await.unwrap();
+        reference.apply(first).await.unwrap();
+        let mut builder = sm.get_snapshot_builder().await;
+        // Applies after the builder started: they change, trim and add history keys.
+        for i in 21..=40 {
+            sm.apply(vec![publish(i, ["r1", "r2", "r3"][i as usize % 3])])
+                .await
+                .unwrap();
+        }
+        let snap = builder.build_snapshot().await.unwrap();
+        assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(20));
+        assert_ne!(state_of(&sm.kv), state_of(&reference.kv), "applies went on");
+        // Its data is exactly the state after entry 20.
+        let data: Vec<Pair> = dec(&snap.snapshot.into_inner()).unwrap();
+        assert_eq!(data, state_of(&reference.kv));
+        drop((sm, db));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
