@@ -89,6 +89,13 @@ struct ScenarioArgs {
     /// Override the profile's one-room fan-out member count.
     #[arg(long)]
     members: Option<usize>,
+    /// Override the profile's members per room in `crossnode` (3: one on each node, the
+    /// durable-commit throughput with little fan-out).
+    #[arg(long)]
+    cross_members: Option<usize>,
+    /// Override the first emit rate of the M5 ramp (emits/s).
+    #[arg(long)]
+    cross_start_rate: Option<f64>,
     /// Override the profile's number of ramp steps (M2 and M5).
     #[arg(long)]
     max_steps: Option<usize>,
@@ -160,6 +167,8 @@ fn real_main() -> Result<()> {
                 settle_s,
                 step_s,
                 members,
+                cross_members,
+                cross_start_rate,
                 max_steps,
                 round,
                 threads,
@@ -177,6 +186,12 @@ fn real_main() -> Result<()> {
             }
             if let Some(m) = members {
                 profile.fan_members = m;
+            }
+            if let Some(m) = cross_members {
+                profile.cross_members_per_room = m.max(1);
+            }
+            if let Some(r) = cross_start_rate {
+                profile.cross_start_rate = r.max(1.0);
             }
             if let Some(m) = max_steps {
                 profile.fan_max_steps = m;

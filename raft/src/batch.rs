@@ -113,32 +113,29 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                         ProposeError::NoQuorum("leader cannot reach a majority".into()),
                     );
                 }
-                // Prove that a majority follows us right now, so that a write refused with
-                // NO_QUORUM is never appended (so never applied later): a majority answered
-                // within the last heartbeat interval (always, under load), or else a
-                // heartbeat round. That round per entry cost two RPCs and a pass of
-                // openraft's core; only a majority lost within that interval can now see an
-                // appended write time out (answered as such, below).
-                if !core.leader_heard_majority_within(core.write_lease()) {
-                    match tokio::time::timeout(left, core.raft.get_read_log_id()).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
-                            continue;
-                        }
-                        Ok(Err(e)) => {
-                            return fail(
-                                items,
-                                ProposeError::NoQuorum(format!(
-                                    "leader cannot confirm a majority: {e}"
-                                )),
-                            )
-                        }
-                        Err(_) => {
-                            return fail(
-                                items,
-                                ProposeError::NoQuorum("no majority answered the leader".into()),
-                            )
-                        }
+                // Prove, by a heartbeat round, that a majority follows us right now: a write
+                // refused with NO_QUORUM is then never appended (so never applied later).
+                // Not skippable on a recent reply: a lease of even one heartbeat interval let
+                // a write made right after two of three nodes died be appended, answered 503
+                // and committed after the heal (tests/cluster_quorum.rs caught it).
+                match tokio::time::timeout(left, core.raft.get_read_log_id()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
+                        continue;
+                    }
+                    Ok(Err(e)) => {
+                        return fail(
+                            items,
+                            ProposeError::NoQuorum(format!(
+                                "leader cannot confirm a majority: {e}"
+                            )),
+                        )
+                    }
+                    Err(_) => {
+                        return fail(
+                            items,
+                            ProposeError::NoQuorum("no majority answered the leader".into()),
+                        )
                     }
                 }
                 let cmds: Vec<Command> = items.iter().map(|i| i.cmd.clone()).collect();

@@ -67,16 +67,9 @@ impl Core {
         self.leader_heard_majority_within(self.quorum_window())
     }
 
-    /// How recently a majority must have answered for a write to skip the heartbeat round
-    /// that proves leadership first (one heartbeat interval: under load every replication
-    /// reply refreshes it).
-    pub(crate) fn write_lease(&self) -> Duration {
-        Duration::from_millis((self.cfg.election_timeout_ms.0 / 3).clamp(10, 100))
-    }
-
     /// Whether this node is the leader and a majority of voters (itself included) was heard
     /// from within `window`.
-    pub(crate) fn leader_heard_majority_within(&self, window: Duration) -> bool {
+    fn leader_heard_majority_within(&self, window: Duration) -> bool {
         let m = self.raft.metrics();
         let m = m.borrow();
         if m.current_leader != Some(self.id) {
