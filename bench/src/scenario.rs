@@ -573,6 +573,8 @@ struct StepSpec {
     p99_limit_ms: f64,
     /// Judge latency at members on other nodes than the publisher's only.
     cross_only: bool,
+    /// Publishing time; `None`: the profile's `step_s`.
+    duration: Option<Duration>,
 }
 
 async fn step(env: &Env, shared: &Arc<Shared>, next_seq: &mut usize, spec: StepSpec) -> Step {
@@ -582,6 +584,7 @@ async fn step(env: &Env, shared: &Arc<Shared>, next_seq: &mut usize, spec: StepS
         rooms,
         p99_limit_ms,
         cross_only,
+        duration,
     } = spec;
     shared.reset_step();
     let cpu0 = CpuWindow::start(&env.watched);
@@ -590,7 +593,7 @@ async fn step(env: &Env, shared: &Arc<Shared>, next_seq: &mut usize, spec: StepS
         PublishSpec {
             addr: env.nodes[publish_node],
             rate,
-            duration: Duration::from_secs(env.profile.step_s),
+            duration: duration.unwrap_or(Duration::from_secs(env.profile.step_s)),
             seq_start: *next_seq,
             rooms,
             latency_budget: Duration::from_secs_f64(p99_limit_ms.min(250.0) / 1000.0),
@@ -744,6 +747,7 @@ pub async fn fanout(env: &Env) -> Result<RunResult> {
             rooms: 1,
             p99_limit_ms: p.fan_p99_ms,
             cross_only: false,
+            duration: None,
         },
     )
     .await;
@@ -784,6 +788,7 @@ pub async fn fanout(env: &Env) -> Result<RunResult> {
                 rooms: 1,
                 p99_limit_ms: p.fan_p99_ms,
                 cross_only: false,
+                duration: None,
             },
         )
         .await;
@@ -855,6 +860,26 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
         return Err(BenchError::Refused("no member connected".into()));
     }
     let mut next_seq = 0;
+    // Warm-up at M4's rate, not measured: the first emits after the subscriptions (a dozen
+    // requests on fresh connections, on a cluster idle for a moment) are answered in
+    // 25-80 ms on raftcast; M4 is the steady state. Both systems get the same warm-up.
+    let warm = step(
+        env,
+        &shared,
+        &mut next_seq,
+        StepSpec {
+            publish_node: 0,
+            rate: p.cross_m4_rate,
+            rooms,
+            p99_limit_ms: f64::MAX,
+            cross_only: true,
+            duration: Some(Duration::from_secs(2)),
+        },
+    )
+    .await;
+    let mut j = warm.json();
+    j["phase"] = json!("M4 warm-up (not measured)");
+    res.steps.push(j);
     let m4 = step(
         env,
         &shared,
@@ -865,6 +890,7 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
             rooms,
             p99_limit_ms: f64::MAX,
             cross_only: true,
+            duration: None,
         },
     )
     .await;
@@ -911,6 +937,7 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
                 rooms,
                 p99_limit_ms: p.cross_p99_ms,
                 cross_only: true,
+                duration: None,
             },
         )
         .await;
