@@ -863,37 +863,25 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
     // Warm-up at M4's rate, not measured: the first emits after the subscriptions (a dozen
     // requests on fresh connections, on a cluster idle for a moment) are answered in
     // 25-80 ms on raftcast; M4 is the steady state. Both systems get the same warm-up.
+    let m4_spec = |duration| StepSpec {
+        publish_node: 0,
+        rate: p.cross_m4_rate,
+        rooms,
+        p99_limit_ms: f64::MAX,
+        cross_only: true,
+        duration,
+    };
     let warm = step(
         env,
         &shared,
         &mut next_seq,
-        StepSpec {
-            publish_node: 0,
-            rate: p.cross_m4_rate,
-            rooms,
-            p99_limit_ms: f64::MAX,
-            cross_only: true,
-            duration: Some(Duration::from_secs(2)),
-        },
+        m4_spec(Some(Duration::from_secs(2))),
     )
     .await;
     let mut j = warm.json();
     j["phase"] = json!("M4 warm-up (not measured)");
     res.steps.push(j);
-    let m4 = step(
-        env,
-        &shared,
-        &mut next_seq,
-        StepSpec {
-            publish_node: 0,
-            rate: p.cross_m4_rate,
-            rooms,
-            p99_limit_ms: f64::MAX,
-            cross_only: true,
-            duration: None,
-        },
-    )
-    .await;
+    let m4 = step(env, &shared, &mut next_seq, m4_spec(None)).await;
     res.metrics.push(metric(
         "M4",
         "cross_node_p50_ms",

@@ -64,20 +64,14 @@ impl Core {
 
     /// Whether this node, as leader, heard from a majority of voters recently.
     pub fn leader_has_quorum(&self) -> bool {
-        self.leader_heard_majority_within(self.quorum_window())
-    }
-
-    /// Whether this node is the leader and a majority of voters (itself included) was heard
-    /// from within `window`.
-    fn leader_heard_majority_within(&self, window: Duration) -> bool {
+        let window = self.quorum_window();
         let m = self.raft.metrics();
         let m = m.borrow();
         if m.current_leader != Some(self.id) {
             return false;
         }
-        let voters = m.membership_config.membership().voter_ids();
         let (mut all, mut fresh) = (0usize, 0usize);
-        for v in voters {
+        for v in m.membership_config.membership().voter_ids() {
             all += 1;
             if v == self.id
                 || self

@@ -9,8 +9,8 @@
 //! within a p99 of 50 ms. Now applies pay one `get` per changed key, only while a dump runs.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use sled::IVec;
 
@@ -23,25 +23,30 @@ type PreImages = HashMap<Vec<u8>, Option<IVec>>;
 pub(crate) struct Captures {
     /// Number of captures in `active` (read without the lock on every apply).
     count: AtomicUsize,
-    active: Mutex<Vec<Arc<Mutex<PreImages>>>>,
+    next_id: AtomicU64,
+    active: Mutex<Vec<(u64, PreImages)>>,
 }
 
 /// One capture, from its start to [`Capture::finish`]. Dropping it unfinished ends it too.
 pub(crate) struct Capture {
     owner: Arc<Captures>,
-    pre: Arc<Mutex<PreImages>>,
+    id: u64,
 }
 
 impl Captures {
+    fn lock(&self) -> MutexGuard<'_, Vec<(u64, PreImages)>> {
+        self.active.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Start capturing. Call between applies: the capture's state is the tree as it is now.
     pub(crate) fn start(self: &Arc<Self>) -> Capture {
-        let pre = Arc::new(Mutex::new(PreImages::new()));
-        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
-        active.push(pre.clone());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut active = self.lock();
+        active.push((id, PreImages::new()));
         self.count.store(active.len(), Ordering::Release);
         Capture {
             owner: self.clone(),
-            pre,
+            id,
         }
     }
 
@@ -58,24 +63,16 @@ impl Captures {
         // Held across the reads so a capture cannot finish between a pre-image and its write
         // being recorded (the caller writes after this returns, the dump has then finished or
         // sees the pre-image).
-        let active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
-        if active.is_empty() {
-            return Ok(());
-        }
+        let mut active = self.lock();
         for key in keys {
             let mut now: Option<Option<IVec>> = None;
-            for pre in active.iter() {
-                let mut pre = pre.lock().unwrap_or_else(PoisonError::into_inner);
+            for (_, pre) in active.iter_mut() {
                 if pre.contains_key(key) {
                     continue;
                 }
                 let v = match &now {
                     Some(v) => v.clone(),
-                    None => {
-                        let v = tree.get(key)?;
-                        now = Some(v.clone());
-                        v
-                    }
+                    None => now.insert(tree.get(key)?).clone(),
                 };
                 pre.insert(key.to_vec(), v);
             }
@@ -83,10 +80,15 @@ impl Captures {
         Ok(())
     }
 
-    fn remove(&self, pre: &Arc<Mutex<PreImages>>) {
-        let mut active = self.active.lock().unwrap_or_else(PoisonError::into_inner);
-        active.retain(|p| !Arc::ptr_eq(p, pre));
+    /// End capture `id` and hand back what it recorded.
+    fn remove(&self, id: u64) -> PreImages {
+        let mut active = self.lock();
+        let pre = match active.iter().position(|(i, _)| *i == id) {
+            Some(at) => active.swap_remove(at).1,
+            None => PreImages::new(),
+        };
         self.count.store(active.len(), Ordering::Release);
+        pre
     }
 }
 
@@ -94,8 +96,7 @@ impl Capture {
     /// End the capture and correct `dump` (every pair of the tree, in key order, read at any
     /// time since the start) into the tree as of the start, in key order.
     pub(crate) fn finish(self, dump: Vec<(IVec, IVec)>) -> Vec<(IVec, IVec)> {
-        self.owner.remove(&self.pre);
-        let pre = std::mem::take(&mut *self.pre.lock().unwrap_or_else(PoisonError::into_inner));
+        let pre = self.owner.remove(self.id);
         if pre.is_empty() {
             return dump;
         }
@@ -132,7 +133,7 @@ impl Capture {
 
 impl Drop for Capture {
     fn drop(&mut self) {
-        self.owner.remove(&self.pre);
+        self.owner.remove(self.id);
     }
 }
 
@@ -224,6 +225,6 @@ mod tests {
         drop(c.start());
         assert_eq!(c.count.load(Ordering::Acquire), 0);
         write(&c, &t, b"k", Some(b"1"));
-        assert!(c.active.lock().unwrap().is_empty());
+        assert!(c.lock().is_empty());
     }
 }
