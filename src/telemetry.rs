@@ -35,6 +35,13 @@ pub fn prometheus() -> Option<&'static PrometheusHandle> {
                         0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                     ],
                 )
+                .ok()?
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        raftcast_raft::ENTRY_COMMANDS.into(),
+                    ),
+                    &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+                )
                 .ok()?;
             match builder.install_recorder() {
                 Ok(h) => Some(h),

@@ -84,6 +84,45 @@ async fn status_cli_follows_cluster_health() {
         "stats with --api-key: {v}"
     );
 
+    // The leader's /metrics shows where a durable emit's time goes: the heartbeat round that
+    // proves leadership, the commit, and the commands per entry. Ten concurrent emits through
+    // a follower (forwarded): every one is counted, in as many entries as the batching made.
+    let emits = (0..10).map(|i| {
+        c.api(
+            asked,
+            reqwest::Method::POST,
+            "/api/emit",
+            Some(serde_json::json!({"room": "ops-metrics", "event": "tick", "data": {"i": i}})),
+        )
+    });
+    for (status, body) in futures_util::future::join_all(emits).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let text = c
+        .http
+        .get(format!("{}/metrics", c.node(leader).base()))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let sample = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the leader's /metrics:\n{text}"))
+    };
+    let entries = sample("raftcast_raft_commit_seconds_count");
+    assert!(entries >= 1.0, "{entries}");
+    assert!(sample("raftcast_raft_quorum_check_seconds_count") >= entries);
+    // every emit is a command of an entry the leader wrote (plus the cluster's own commands)
+    assert!(sample("raftcast_raft_entry_commands_sum") >= 10.0);
+    assert!(sample("raftcast_raft_entry_commands_count") >= 1.0);
+    assert!(
+        text.contains("raftcast_raft_commit_seconds_bucket{le=\"0.005\"}"),
+        "commit time has histogram buckets:\n{text}"
+    );
+
     // A member dies: degraded (exit 1), its row says so.
     let victim = [1, 2, 3]
         .into_iter()

@@ -28,6 +28,14 @@ const MAX_BATCH: usize = 64;
 /// throughput with a lower p50 under load, and half as many entries.
 const MAX_IN_FLIGHT: usize = 1;
 /// Longest wait for one forward to the leader before routing again.
+/// Histogram (seconds) of the heartbeat round that proves leadership before each entry.
+pub const QUORUM_CHECK_SECONDS: &str = "raftcast_raft_quorum_check_seconds";
+/// Histogram (seconds) of `client_write`: append, replication to a majority, their fsyncs,
+/// commit and apply on the leader.
+pub const COMMIT_SECONDS: &str = "raftcast_raft_commit_seconds";
+/// Histogram of the commands in each entry this node wrote as leader (batching at work).
+pub const ENTRY_COMMANDS: &str = "raftcast_raft_entry_commands";
+
 const FORWARD_ATTEMPT: Duration = Duration::from_millis(1000);
 /// Marker of a forwarded proposal that reached a node that is no longer the leader.
 pub(crate) const NOT_LEADER: &str = "not leader";
@@ -122,7 +130,10 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                 // Not skippable on a recent reply: a lease of even one heartbeat interval let
                 // a write made right after two of three nodes died be appended, answered 503
                 // and committed after the heal (tests/cluster_quorum.rs caught it).
-                match tokio::time::timeout(left, core.raft.get_read_log_id()).await {
+                let checking = Instant::now();
+                let checked = tokio::time::timeout(left, core.raft.get_read_log_id()).await;
+                metrics::histogram!(QUORUM_CHECK_SECONDS).record(checking.elapsed().as_secs_f64());
+                match checked {
                     Ok(Ok(_)) => {}
                     Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => {
                         continue;
@@ -150,8 +161,12 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                     cmds,
                     ids,
                 };
-                match tokio::time::timeout(left, core.raft.client_write(req)).await {
+                let writing = Instant::now();
+                let written = tokio::time::timeout(left, core.raft.client_write(req)).await;
+                match written {
                     Ok(Ok(resp)) => {
+                        metrics::histogram!(COMMIT_SECONDS).record(writing.elapsed().as_secs_f64());
+                        metrics::histogram!(ENTRY_COMMANDS).record(n as f64);
                         core.batch_entries.fetch_add(1, Ordering::Relaxed);
                         core.batch_commands.fetch_add(n, Ordering::Relaxed);
                         let mut results = resp.data.into_iter();

@@ -28,5 +28,6 @@ mod batch;
 mod node;
 mod reader;
 
+pub use batch::{COMMIT_SECONDS, ENTRY_COMMANDS, QUORUM_CHECK_SECONDS};
 pub use node::{RaftConfig, RaftNode};
 pub use reader::StateReader;
