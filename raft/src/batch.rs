@@ -27,7 +27,6 @@ const MAX_BATCH: usize = 64;
 /// Measured against 4 (`bench/run.sh --scenarios crossnode`): the same or better
 /// throughput with a lower p50 under load, and half as many entries.
 const MAX_IN_FLIGHT: usize = 1;
-/// Longest wait for one forward to the leader before routing again.
 /// Histogram (seconds) of the heartbeat round that proves leadership before each entry.
 pub const QUORUM_CHECK_SECONDS: &str = "raftcast_raft_quorum_check_seconds";
 /// Histogram (seconds) of `client_write`: append, replication to a majority, their fsyncs,
@@ -36,6 +35,7 @@ pub const COMMIT_SECONDS: &str = "raftcast_raft_commit_seconds";
 /// Histogram of the commands in each entry this node wrote as leader (batching at work).
 pub const ENTRY_COMMANDS: &str = "raftcast_raft_entry_commands";
 
+/// Longest wait for one forward to the leader before routing again.
 const FORWARD_ATTEMPT: Duration = Duration::from_millis(1000);
 /// Marker of a forwarded proposal that reached a node that is no longer the leader.
 pub(crate) const NOT_LEADER: &str = "not leader";
