@@ -9,7 +9,7 @@ mod ops_common;
 
 use std::time::{Duration, Instant};
 
-use ops_common::{free_port, run_cli, Cluster, API_KEY};
+use ops_common::{free_port, metric, run_cli, Cluster, API_KEY};
 use serde_json::Value;
 
 /// Runs `status` until its exit code is `want` (bounded); the last (code, stdout).
@@ -108,9 +108,7 @@ async fn status_cli_follows_cluster_health() {
         .await
         .expect("metrics text");
     let sample = |name: &str| -> f64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in the leader's /metrics:\n{text}"))
+        metric(&text, name).unwrap_or_else(|| panic!("no {name} in the leader's /metrics:\n{text}"))
     };
     let entries = sample("raftcast_raft_commit_seconds_count");
     assert!(entries >= 1.0, "{entries}");

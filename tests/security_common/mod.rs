@@ -233,11 +233,3 @@ fn parse_server_frame(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
     let payload = buf.get(pos..end)?.to_vec();
     Some((op, payload, end))
 }
-
-/// Parses `/metrics` for one unlabelled gauge or counter.
-pub fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (k, v) = l.split_once(' ')?;
-        (k == name).then(|| v.trim().parse().ok()).flatten()
-    })
-}
