@@ -7,7 +7,7 @@
 #   bench/run.sh                 full run (3 rounds; tens of minutes), writes bench/RESULTS.md
 #   bench/run.sh --smoke         every scenario in seconds with a few connections (CI)
 #
-# Options: --rounds N, --systems raftcast,baseline,raw, --scenarios idle,fanout,crossnode,failover,
+# Options: --rounds N, --systems raftcast,baseline,raw, --scenarios idle,fanout,crossnode,failover,seed,
 #          --debug (use debug builds), --no-build, --out DIR (where RESULTS.md and plots/ go).
 # Environment: CARGO_TARGET_DIR (default <repo>/target), RAFTCAST_ARGS (extra raftcast flags),
 #          BENCH_THREADS (load generator worker threads, default 1).
@@ -21,7 +21,7 @@ export CARGO_TARGET_DIR=$TARGET
 MODE=full
 ROUNDS=
 SYSTEMS=raftcast,baseline,raw
-SCENARIOS=idle,fanout,crossnode,failover
+SCENARIOS=idle,fanout,crossnode,failover,seed
 BUILD_PROFILE=release
 BUILD=1
 OUT=
@@ -214,7 +214,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for system in $order; do
       has "$SYSTEMS" "$system" || continue
       # The raw ceiling is one node and has no coordination layer: fan-out and connections only.
-      if [[ $system == raw && ( $scenario == crossnode || $scenario == failover ) ]]; then continue; fi
+      if [[ $system == raw && ( $scenario == crossnode || $scenario == failover || $scenario == seed ) ]]; then continue; fi
       run_one "$system" "$scenario" "$round"
     done
   done

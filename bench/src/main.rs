@@ -12,6 +12,7 @@ mod client;
 mod error;
 mod hist;
 mod http;
+mod plots;
 mod procstat;
 mod report;
 mod result;
@@ -43,6 +44,8 @@ enum ScenarioName {
     Crossnode,
     /// M7 leader kill / Redis restart during 1,000 emits/s
     Failover,
+    /// S1-S5 the seed guide's latency table, one operation at a time
+    Seed,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -227,6 +230,7 @@ fn real_main() -> Result<()> {
                     ScenarioName::Fanout => scenario::fanout(&env).await,
                     ScenarioName::Crossnode => scenario::crossnode(&env).await,
                     ScenarioName::Failover => scenario::failover(&env).await,
+                    ScenarioName::Seed => scenario::seed(&env).await,
                 }
             })?;
             // Client tasks may still be closing; do not wait for them.
