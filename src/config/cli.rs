@@ -236,7 +236,7 @@ pub struct ServerArgs {
     /// A peer silent this long is reported unreachable.
     #[arg(long, env = "RAFTCAST_NODE_DEAD_AFTER", default_value = "3s", value_parser = parse_duration, value_name = "DURATION", help_heading = H_CLUSTER)]
     pub node_dead_after: Duration,
-    /// How long a write waits for a Raft commit before answering NO_QUORUM.
+    /// How long a write waits for a Raft commit before answering NO_QUORUM (at most 20s).
     #[arg(long, env = "RAFTCAST_PROPOSE_TIMEOUT", default_value = "3s", value_parser = parse_duration, value_name = "DURATION", help_heading = H_CLUSTER)]
     pub propose_timeout: Duration,
     /// Chaos-testing switch: let `raftcast chaos` inject faults into the peer transport.

@@ -203,6 +203,18 @@ impl Config {
                 return bad(long, "must be greater than zero".into());
             }
         }
+        let max_propose = Duration::from_millis(raftcast_raft::state::MAX_PROPOSE_TIMEOUT_MS);
+        if self.propose_timeout > max_propose {
+            return bad(
+                "propose-timeout",
+                format!(
+                    "must be at most {}s: a write retried after a lost leader is recognised as a \
+                     duplicate only within {}s of its first attempt",
+                    max_propose.as_secs(),
+                    raftcast_raft::state::DEDUP_WINDOW_MS / 1000
+                ),
+            );
+        }
         let positive_counts = [
             ("history-size", self.history_size),
             ("max-connections", self.max_connections),

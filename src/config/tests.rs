@@ -163,6 +163,15 @@ fn unknown_file_key_is_named() {
 }
 
 #[test]
+fn propose_timeout_is_bounded_by_the_dedup_window() {
+    let msg = err(&["--propose-timeout", "21s"], &[]);
+    assert!(msg.contains("--propose-timeout"), "{msg}");
+    assert!(msg.contains("must be at most 20s"), "{msg}");
+    let c = ok(&["--propose-timeout", "20s"], &[]);
+    assert_eq!(c.propose_timeout, Duration::from_secs(20));
+}
+
+#[test]
 fn bad_file_value_names_the_key() {
     let file = TempToml::new("ping_interval_ms = \"soon\"\n");
     let msg = err(&["--config", file.path()], &[]);

@@ -28,7 +28,8 @@ pub struct RaftConfig {
     pub cluster_secret: String,
     /// Election timeout range in ms; the heartbeat is a third of the minimum (at most 100 ms).
     pub election_timeout_ms: (u64, u64),
-    /// After it, `propose` returns `NoQuorum`.
+    /// After it, `propose` returns `NoQuorum`. At most
+    /// [`crate::state::MAX_PROPOSE_TIMEOUT_MS`] (retries must stay inside the dedup window).
     pub propose_timeout: Duration,
     /// The leader purges a node silent for this long.
     pub node_dead_after: Duration,
@@ -58,6 +59,15 @@ impl Default for RaftConfig {
 }
 
 pub(crate) fn openraft_config(cfg: &RaftConfig) -> Result<openraft::Config, StartError> {
+    let max = Duration::from_millis(crate::state::MAX_PROPOSE_TIMEOUT_MS);
+    if cfg.propose_timeout.is_zero() || cfg.propose_timeout > max {
+        return Err(StartError::Config(format!(
+            "propose timeout {:?} is outside 1 ms..={max:?}: a retried proposal must reach the \
+             log within the {} s window in which duplicates are recognised",
+            cfg.propose_timeout,
+            crate::state::DEDUP_WINDOW_MS / 1000
+        )));
+    }
     let (min, max) = cfg.election_timeout_ms;
     let c = openraft::Config {
         cluster_name: "raftcast".into(),
@@ -72,4 +82,26 @@ pub(crate) fn openraft_config(cfg: &RaftConfig) -> Result<openraft::Config, Star
         ..Default::default()
     };
     c.validate().map_err(|e| StartError::Config(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn the_propose_timeout_stays_inside_the_dedup_window() {
+        let mut cfg = RaftConfig::default();
+        assert!(openraft_config(&cfg).is_ok());
+        cfg.propose_timeout = Duration::from_millis(crate::state::MAX_PROPOSE_TIMEOUT_MS);
+        assert!(openraft_config(&cfg).is_ok());
+        for bad in [
+            Duration::ZERO,
+            Duration::from_millis(crate::state::MAX_PROPOSE_TIMEOUT_MS + 1),
+        ] {
+            cfg.propose_timeout = bad;
+            let e = openraft_config(&cfg).expect_err("out of range").to_string();
+            assert!(e.contains("propose timeout"), "{e}");
+        }
+    }
 }

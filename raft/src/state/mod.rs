@@ -18,6 +18,13 @@ pub use apply::apply_entry;
 /// How long the result of a proposal id is kept to answer a retry of the same proposal
 /// (log time). Retries happen within the propose timeout (seconds), so a minute is ample.
 pub const DEDUP_WINDOW_MS: u64 = 60_000;
+
+/// The longest allowed propose timeout. A proposal id can reach a log entry until the
+/// forwarding node's deadline, and a leader that received the forward late keeps its own
+/// deadline from then: up to two timeouts after the first attempt. A third of the dedup
+/// window leaves the rest for clock differences between successive leaders, whose clocks
+/// stamp the entries.
+pub const MAX_PROPOSE_TIMEOUT_MS: u64 = DEDUP_WINDOW_MS / 3;
 pub use records::{Detached, RoomMeta};
 
 /// Errors of the state logic (storage or codec failures, never invalid commands).
