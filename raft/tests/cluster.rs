@@ -349,3 +349,68 @@ async fn wrong_cluster_secret_is_refused() {
     n3.shutdown().await;
     n1.shutdown().await;
 }
+
+/// Every member snapshots (so its log can be purged), but not at the same index as the
+/// others: with one shared threshold all three dumped their state at the same moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_snapshot_at_different_indexes() {
+    init_tracing();
+    let dir = tempdir("stagger");
+    let ports: BTreeMap<NodeId, u16> = (1..=3).map(|i| (i, free_port())).collect();
+    let mut nodes = Vec::new();
+    for id in 1..=3 {
+        let mut c = cfg(id, &ports, &dir, "s3cret");
+        c.snapshot_every = 60;
+        nodes.push(start(c).await.0);
+    }
+    for n in &nodes {
+        assert!(n.wait_ready(Duration::from_secs(20)).await, "ready");
+    }
+    let snapshot_of = |n: &RaftNode| n.raft().metrics().borrow().snapshot.map(|l| l.index);
+    let mut seen: Vec<std::collections::BTreeSet<u64>> = vec![Default::default(); 3];
+    let note = |seen: &mut Vec<std::collections::BTreeSet<u64>>| {
+        for (i, n) in nodes.iter().enumerate() {
+            if let Some(s) = snapshot_of(n) {
+                seen[i].insert(s);
+            }
+        }
+    };
+    // One entry at a time, a little apart, so that a 100 ms duty tick overshoots its due
+    // index by a few entries only.
+    for i in 0..200 {
+        nodes[(i % 3) as usize]
+            .propose(publish("s", i))
+            .await
+            .expect("propose");
+        note(&mut seen);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    eventually(
+        "every member snapshotted twice",
+        Duration::from_secs(20),
+        || {
+            note(&mut seen);
+            seen.iter().all(|s| s.len() >= 2)
+        },
+    )
+    .await;
+    let common: Vec<u64> = seen[0]
+        .iter()
+        .filter(|s| seen[1].contains(s) && seen[2].contains(s))
+        .copied()
+        .collect();
+    assert!(
+        common.is_empty(),
+        "all three members snapshotted at {common:?} (snapshots seen: {seen:?})"
+    );
+    for s in &seen {
+        let v: Vec<u64> = s.iter().copied().collect();
+        assert!(
+            v.windows(2).all(|w| w[1] - w[0] >= 30),
+            "one snapshot per interval of 60 entries, not two: {seen:?}"
+        );
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}

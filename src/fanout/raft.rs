@@ -102,6 +102,7 @@ pub async fn start(
         node_dead_after: config.node_dead_after,
         recovery_window: retention.recovery_window,
         fault_injection: config.fault_injection,
+        snapshot_every: raftcast_raft::SNAPSHOT_EVERY,
     };
     let (node, applied) = RaftNode::start(cfg)
         .await

@@ -37,7 +37,13 @@ pub struct RaftConfig {
     pub recovery_window: Duration,
     /// Enables [`crate::FaultSwitch`].
     pub fault_injection: bool,
+    /// Applied entries between two snapshots of this node (the log is purged up to 1,000
+    /// entries before each). Members snapshot at different indexes (`node/snapshots.rs`).
+    pub snapshot_every: u64,
 }
+
+/// The default of [`RaftConfig::snapshot_every`].
+pub const SNAPSHOT_EVERY: u64 = 5000;
 
 impl Default for RaftConfig {
     fn default() -> Self {
@@ -54,11 +60,17 @@ impl Default for RaftConfig {
             node_dead_after: Duration::from_secs(3),
             recovery_window: Duration::from_secs(120),
             fault_injection: false,
+            snapshot_every: SNAPSHOT_EVERY,
         }
     }
 }
 
 pub(crate) fn openraft_config(cfg: &RaftConfig) -> Result<openraft::Config, StartError> {
+    if cfg.snapshot_every == 0 {
+        return Err(StartError::Config(
+            "snapshot_every must be at least 1".into(),
+        ));
+    }
     let max = Duration::from_millis(crate::state::MAX_PROPOSE_TIMEOUT_MS);
     if cfg.propose_timeout.is_zero() || cfg.propose_timeout > max {
         return Err(StartError::Config(format!(
@@ -75,7 +87,8 @@ pub(crate) fn openraft_config(cfg: &RaftConfig) -> Result<openraft::Config, Star
         election_timeout_max: max,
         heartbeat_interval: (min / 3).clamp(10, 100),
         install_snapshot_timeout: 10_000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(5000),
+        // Snapshots are asked for by `node/snapshots.rs`, at a different index on each node.
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: 1000,
         purge_batch_size: 256,
         max_payload_entries: 300,

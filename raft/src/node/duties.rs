@@ -1,4 +1,5 @@
 //! Background duties, every 100 ms:
+//! - any node: ask for a snapshot when its turn has come (`snapshots.rs`);
 //! - any node: once the cluster is up, propose `NodeStarted{self}` (its sockets from a previous
 //!   run become recovery records) and then count as ready;
 //! - the leader: set the epoch if the cluster has none; propose `PurgeNode` for a member not
@@ -23,6 +24,7 @@ pub(crate) async fn run(core: Arc<Core>) {
     let mut purged: HashSet<NodeId> = HashSet::new();
     let mut epoch_proposed_term = None;
     let mut started_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut snapshots = super::snapshots::Scheduler::default();
     loop {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
@@ -30,6 +32,13 @@ pub(crate) async fn run(core: Arc<Core>) {
         }
         let m = core.raft.metrics().borrow().clone();
         let is_leader = m.current_leader == Some(core.id);
+        snapshots
+            .tick(
+                &core,
+                m.last_applied.map_or(0, |l| l.index),
+                m.snapshot.map_or(0, |l| l.index),
+            )
+            .await;
         let epoch = core.reader.epoch();
 
         // NodeStarted once the cluster has a leader and an epoch.

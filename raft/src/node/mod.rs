@@ -6,6 +6,7 @@ mod duties;
 mod failover;
 mod formation;
 mod handler;
+mod snapshots;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use config::RaftConfig;
+pub use config::{RaftConfig, SNAPSHOT_EVERY};
 
 use crate::batch::{self, Item};
 use crate::error::{ProposeError, StartError};
