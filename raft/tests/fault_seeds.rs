@@ -2,7 +2,11 @@
 //! cut, dropped one way or slowed through each node's [`FaultSwitch`], following a schedule
 //! drawn from a seed, under a steady stream of proposals. Checked for every seed:
 //!
-//! - election safety: no two nodes ever lead in the same term (sampled every few ms);
+//! - who led in which term is sampled every few ms and printed, but not judged: openraft 0.9
+//!   without its `single-term-leader` feature identifies a leader by (term, node id), and a
+//!   term may have several leaders in that order (a vote for (7, 2) outranks one for (7, 1),
+//!   seen with seed 4 in CI). Standard Raft's "one leader per term" does not hold there by
+//!   design; what must hold is what the checks below verify on the logs;
 //! - log matching: once healed, every node holds the same events at the same offsets and
 //!   applied them in the same order;
 //! - committed entries stay committed: every proposal answered `Published` is in every
@@ -243,9 +247,10 @@ async fn verify(
     leaders: &Mutex<HashMap<u64, HashSet<NodeId>>>,
     acked: &Mutex<Vec<(u64, u64)>>,
 ) -> Result<(), String> {
+    // Several leaders in one term are legal here (module docs): only reported.
     for (term, ids) in leaders.lock().unwrap().iter() {
         if ids.len() > 1 {
-            return Err(format!("election safety: term {term} had leaders {ids:?}"));
+            println!("  term {term} had leaders {ids:?} (ordered by node id)");
         }
     }
     // Wait until every node holds and applied the same number of events.
