@@ -189,6 +189,15 @@ pub async fn seed(env: &Env) -> Result<RunResult> {
         rooms: Vec::new(),
     };
 
+    // One long-lived client per node, user `bench-u<node>`, opened first and with retries:
+    // the sessions were created on the first node and may still be replicating to the others.
+    let mut conns = Vec::with_capacity(n);
+    for node in 0..n {
+        let p = plan_for(node, node);
+        let ws = client::connect_with_retry(&p, 3, OP_TIMEOUT).await?;
+        conns.push(Conn { ws });
+    }
+
     // S1: TCP connect, WebSocket upgrade, Engine.IO open, Socket.IO CONNECT with the session.
     let h = Histogram::new();
     let cpu = CpuWindow::start(&env.watched);
@@ -203,14 +212,6 @@ pub async fn seed(env: &Env) -> Result<RunResult> {
         tokio::time::sleep(plan.gap / 4).await;
     }
     record(&mut res, "S1", "connect", &h, &cpu, env);
-
-    // One long-lived client per node, user `bench-u<node>`.
-    let mut conns = Vec::with_capacity(n);
-    for node in 0..n {
-        let p = plan_for(node, node);
-        let ws = client::connect_with_retry(&p, 3, OP_TIMEOUT).await?;
-        conns.push(Conn { ws });
-    }
 
     // S2: the `ping` event with an ack, answered `{ serverTime }`.
     let h = Histogram::new();

@@ -15,8 +15,11 @@ mod tests;
 
 pub use apply::apply_entry;
 
+pub use records::{Detached, RoomMeta};
+
 /// How long the result of a proposal id is kept to answer a retry of the same proposal
-/// (log time). Retries happen within the propose timeout (seconds), so a minute is ample.
+/// (log time). Retries reach the log within two propose timeouts of the first attempt (see
+/// [`MAX_PROPOSE_TIMEOUT_MS`]), so a minute is ample.
 pub const DEDUP_WINDOW_MS: u64 = 60_000;
 
 /// The longest allowed propose timeout. A proposal id can reach a log entry until the
@@ -25,7 +28,6 @@ pub const DEDUP_WINDOW_MS: u64 = 60_000;
 /// window leaves the rest for clock differences between successive leaders, whose clocks
 /// stamp the entries.
 pub const MAX_PROPOSE_TIMEOUT_MS: u64 = DEDUP_WINDOW_MS / 3;
-pub use records::{Detached, RoomMeta};
 
 /// Errors of the state logic (storage or codec failures, never invalid commands).
 #[derive(Debug, thiserror::Error)]
