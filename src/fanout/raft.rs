@@ -284,15 +284,29 @@ async fn membership_pump(f: Arc<RaftFanout>, mut rx: mpsc::UnboundedReceiver<Mem
                 },
             };
             let f = f.clone();
-            async move {
-                if let Err(e) = f.node.propose(cmd).await {
-                    // Presence may be stale until the node is purged or restarted; delivery is
-                    // unaffected (it follows local membership).
-                    tracing::warn!(error = %e, "membership change not replicated");
-                }
-            }
+            async move { f.node.propose(cmd).await.err() }
         });
-        futures_util::future::join_all(proposals).await;
+        let errors: Vec<ProposeError> = futures_util::future::join_all(proposals)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        // Presence may be stale until the node is purged or restarted; delivery is unaffected
+        // (it follows local membership). One line per wave, not one per socket: a node
+        // stopping with thousands of sockets used to log thousands of warnings.
+        if let Some(first) = errors.first() {
+            if errors
+                .iter()
+                .all(|e| matches!(e, ProposeError::ShuttingDown))
+            {
+                tracing::debug!(
+                    count = errors.len(),
+                    "membership changes not replicated: shutting down"
+                );
+            } else {
+                tracing::warn!(count = errors.len(), first_error = %first, "membership changes not replicated");
+            }
+        }
     }
 }
 
