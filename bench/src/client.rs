@@ -119,7 +119,7 @@ impl Shared {
 }
 
 /// Parses the unsigned integer that follows `key` in `s` (compact JSON, optional spaces).
-fn field(s: &str, key: &str) -> Option<u64> {
+pub fn field(s: &str, key: &str) -> Option<u64> {
     let at = s.find(key)? + key.len();
     let digits = s[at..].trim_start();
     let end = digits

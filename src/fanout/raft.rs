@@ -294,18 +294,18 @@ async fn membership_pump(f: Arc<RaftFanout>, mut rx: mpsc::UnboundedReceiver<Mem
         // Presence may be stale until the node is purged or restarted; delivery is unaffected
         // (it follows local membership). One line per wave, not one per socket: a node
         // stopping with thousands of sockets used to log thousands of warnings.
-        if let Some(first) = errors.first() {
-            if errors
-                .iter()
-                .all(|e| matches!(e, ProposeError::ShuttingDown))
-            {
-                tracing::debug!(
-                    count = errors.len(),
-                    "membership changes not replicated: shutting down"
-                );
-            } else {
-                tracing::warn!(count = errors.len(), first_error = %first, "membership changes not replicated");
+        let not_shutdown = errors
+            .iter()
+            .find(|e| !matches!(e, ProposeError::ShuttingDown));
+        match not_shutdown {
+            Some(first) => {
+                tracing::warn!(count = errors.len(), first_error = %first, "membership changes not replicated")
             }
+            None if !errors.is_empty() => tracing::debug!(
+                count = errors.len(),
+                "membership changes not replicated: shutting down"
+            ),
+            None => {}
         }
     }
 }

@@ -2,10 +2,8 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::fleet::{note_fleet, open_fleet};
-use super::publish::{step, Step, StepSpec};
+use super::publish::{ramp, step, StepSpec};
 use super::{create_sessions, metric, Env};
 use crate::client::{ClientPlan, Shared};
 use crate::error::{BenchError, Result};
@@ -63,9 +61,7 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
         m4_spec(Some(Duration::from_secs(2))),
     )
     .await;
-    let mut j = warm.json();
-    j["phase"] = json!("M4 warm-up (not measured)");
-    res.steps.push(j);
+    res.steps.push(warm.json("M4 warm-up (not measured)"));
     let m4 = step(env, &shared, &mut next_seq, m4_spec(None)).await;
     res.metrics.push(metric(
         "M4",
@@ -93,37 +89,25 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
             m4.drained.delivered, m4.drained.expected, m4.stats.failed
         ));
     }
-    let mut j = m4.json();
-    j["phase"] = json!("M4 fixed rate");
-    res.steps.push(j);
+    res.steps.push(m4.json("M4 fixed rate"));
 
-    let mut rate = p.cross_start_rate;
-    let mut best: Option<Step> = None;
-    for _ in 0..p.cross_max_steps {
-        let s = step(
-            env,
-            &shared,
-            &mut next_seq,
-            StepSpec {
-                publish_node: 0,
-                rate,
-                rooms,
-                p99_limit_ms: p.cross_p99_ms,
-                cross_only: true,
-                duration: None,
-            },
-        )
-        .await;
-        let mut j = s.json();
-        j["phase"] = json!("M5 ramp");
-        res.steps.push(j);
-        if s.pass {
-            best = Some(s);
-        } else {
-            break;
-        }
-        rate *= p.cross_factor;
-    }
+    let best = ramp(
+        env,
+        &shared,
+        &mut next_seq,
+        &mut res,
+        "M5 ramp",
+        (p.cross_start_rate, p.cross_factor, p.cross_max_steps),
+        StepSpec {
+            publish_node: 0,
+            rate: p.cross_start_rate,
+            rooms,
+            p99_limit_ms: p.cross_p99_ms,
+            cross_only: true,
+            duration: None,
+        },
+    )
+    .await;
     match best {
         Some(b) => res.metrics.push(metric(
             "M5",

@@ -1,9 +1,7 @@
 //! M3 (server CPU per million deliveries) and M2 (max one-room fan-out).
 
-use serde_json::json;
-
 use super::fleet::{note_fleet, open_fleet};
-use super::publish::{step, Step, StepSpec};
+use super::publish::{ramp, step, StepSpec};
 use super::{create_sessions, metric, Env};
 use crate::client::{ClientPlan, Shared};
 use crate::error::{BenchError, Result};
@@ -68,38 +66,25 @@ pub async fn fanout(env: &Env) -> Result<RunResult> {
         name: "fan-out at fixed rate".into(),
         points: m3.cdf.clone(),
     });
-    let mut j = m3.json();
-    j["phase"] = json!("M3 fixed rate");
-    res.steps.push(j);
+    res.steps.push(m3.json("M3 fixed rate"));
 
-    let mut rate = p.fan_start_rate;
-    let mut best: Option<Step> = None;
-    for _ in 0..p.fan_max_steps {
-        let s = step(
-            env,
-            &shared,
-            &mut next_seq,
-            StepSpec {
-                publish_node: 0,
-                rate,
-                rooms: 1,
-                p99_limit_ms: p.fan_p99_ms,
-                cross_only: false,
-                duration: None,
-            },
-        )
-        .await;
-        let mut j = s.json();
-        j["phase"] = json!("M2 ramp");
-        res.steps.push(j);
-        let pass = s.pass;
-        if pass {
-            best = Some(s);
-        } else {
-            break;
-        }
-        rate *= p.fan_factor;
-    }
+    let best = ramp(
+        env,
+        &shared,
+        &mut next_seq,
+        &mut res,
+        "M2 ramp",
+        (p.fan_start_rate, p.fan_factor, p.fan_max_steps),
+        StepSpec {
+            publish_node: 0,
+            rate: p.fan_start_rate,
+            rooms: 1,
+            p99_limit_ms: p.fan_p99_ms,
+            cross_only: false,
+            duration: None,
+        },
+    )
+    .await;
     match best {
         Some(b) => {
             res.metrics.push(metric(

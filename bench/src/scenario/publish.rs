@@ -13,6 +13,7 @@ use crate::client::{self, Shared};
 use crate::hist::Histogram;
 use crate::http::HttpConn;
 use crate::procstat::{CpuUsage, CpuWindow};
+use crate::result::RunResult;
 
 pub(super) struct PublishSpec {
     pub(super) addr: SocketAddr,
@@ -208,8 +209,10 @@ pub(super) struct Step {
 }
 
 impl Step {
-    pub(super) fn json(&self) -> serde_json::Value {
+    /// The step's raw numbers for `RunResult::steps`, labelled with its `phase`.
+    pub(super) fn json(&self, phase: &str) -> serde_json::Value {
         json!({
+            "phase": phase,
             "target_emits_per_s": self.rate,
             "achieved_emits_per_s": self.stats.achieved_rate(),
             "deliveries_per_s": self.drained.delivered as f64 / self.stats.elapsed.as_secs_f64().max(1e-9),
@@ -233,6 +236,7 @@ impl Step {
 
 /// One measured publishing step: `rate` emits/s for `profile.step_s` seconds, then a drain.
 /// `cross_only` judges latency at members on other nodes than the publisher's.
+#[derive(Clone, Copy)]
 pub(super) struct StepSpec {
     pub(super) publish_node: usize,
     pub(super) rate: f64,
@@ -305,4 +309,30 @@ pub(super) async fn step(
         cpu,
         pass,
     }
+}
+
+/// A ramp: steps at `start`, `start × factor`, ... (each as `spec` with that rate), until one
+/// fails or `max_steps` ran. Every step's numbers go to `res.steps` under `phase`; the answer
+/// is the last step that passed.
+pub(super) async fn ramp(
+    env: &Env,
+    shared: &Arc<Shared>,
+    next_seq: &mut usize,
+    res: &mut RunResult,
+    phase: &str,
+    (start, factor, max_steps): (f64, f64, usize),
+    spec: StepSpec,
+) -> Option<Step> {
+    let mut rate = start;
+    let mut best = None;
+    for _ in 0..max_steps {
+        let s = step(env, shared, next_seq, StepSpec { rate, ..spec }).await;
+        res.steps.push(s.json(phase));
+        if !s.pass {
+            break;
+        }
+        best = Some(s);
+        rate *= factor;
+    }
+    best
 }

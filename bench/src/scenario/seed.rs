@@ -127,26 +127,19 @@ impl Conn {
     }
 }
 
-/// Parses `"s":<n>` out of a delivered bench payload.
-fn seq_of(text: &str) -> Option<u64> {
-    let at = text.find("\"s\":")? + 4;
-    let digits = &text[at..];
-    let end = digits
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(digits.len());
-    digits[..end].parse().ok()
-}
-
 fn is_event(text: &str, event: &str, seq: u64) -> bool {
     text.strip_prefix("42[\"")
         .and_then(|r| r.strip_prefix(event))
-        .is_some_and(|r| r.starts_with("\",") && seq_of(r) == Some(seq))
+        .is_some_and(|r| r.starts_with("\",") && client::field(r, "\"s\":") == Some(seq))
 }
 
 async fn post_emit(http: &mut HttpConn, key: &str, body: String) -> Result<()> {
-    let r = http
-        .request("POST", "/api/emit", Some(key), Some(body.as_bytes()))
-        .await?;
+    let r = tokio::time::timeout(
+        OP_TIMEOUT,
+        http.request("POST", "/api/emit", Some(key), Some(body.as_bytes())),
+    )
+    .await
+    .map_err(|_| BenchError::Timeout(format!("POST /api/emit within {OP_TIMEOUT:?}")))??;
     if r.status != 200 {
         return Err(BenchError::Http {
             what: "POST /api/emit".into(),
@@ -208,7 +201,7 @@ pub async fn seed(env: &Env) -> Result<RunResult> {
             .await
             .map_err(|_| BenchError::Timeout(format!("connect to {}", p.addr)))??;
         h.record(t.elapsed().as_micros() as u64);
-        let _ = ws.close(None).await;
+        let _ = tokio::time::timeout(OP_TIMEOUT, ws.close(None)).await;
         tokio::time::sleep(plan.gap / 4).await;
     }
     record(&mut res, "S1", "connect", &h, &cpu, env);
@@ -300,7 +293,7 @@ pub async fn seed(env: &Env) -> Result<RunResult> {
     record(&mut res, "S5", "broadcast", &h, &cpu, env);
 
     for mut c in conns {
-        let _ = c.ws.close(None).await;
+        let _ = tokio::time::timeout(OP_TIMEOUT, c.ws.close(None)).await;
     }
     res.notes.push(format!(
         "one operation at a time, {} ms apart: {} connects, {} pings, {} subscribes, {} trades, {} broadcasts",

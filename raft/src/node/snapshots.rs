@@ -19,12 +19,11 @@ pub(crate) fn phase(id: u64, every: u64) -> u64 {
 pub(crate) fn next_due(last_snapshot: u64, every: u64, phase: u64) -> u64 {
     let every = every.max(1);
     let phase = phase % every;
-    let k = last_snapshot.saturating_sub(phase) / every;
-    let mut due = k * every + phase;
-    while due <= last_snapshot {
-        due += every;
+    if last_snapshot < phase {
+        phase
+    } else {
+        phase + ((last_snapshot - phase) / every + 1) * every
     }
-    due
 }
 
 /// How long a snapshot asked for may take to show up in the metrics before it is asked for
