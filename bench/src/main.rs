@@ -237,8 +237,16 @@ fn real_main() -> Result<()> {
             rt.shutdown_timeout(Duration::from_millis(500));
             for m in &res.metrics {
                 println!(
-                    "{:<9} {:<3} {:<38} {:>14.3} {:<20} (loadgen CPU {:.0} %, server CPU {:.0} %)",
-                    res.system, m.id, m.name, m.value, m.unit, m.loadgen_cpu_pct, m.server_cpu_pct
+                    "{:<9} {:<3} {:<38} {:>14.3} {:<20} (loadgen CPU {:.0} %, server CPU {:.0} %, other {:.0} %, steal {:.0} %)",
+                    res.system,
+                    m.id,
+                    m.name,
+                    m.value,
+                    m.unit,
+                    m.loadgen_cpu_pct,
+                    m.server_cpu_pct,
+                    m.other_cpu_pct.unwrap_or(0.0),
+                    m.steal_pct.unwrap_or(0.0)
                 );
             }
             for n in &res.notes {

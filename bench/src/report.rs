@@ -60,6 +60,8 @@ fn systems(results: &[RunResult]) -> Vec<String> {
 struct Cell {
     values: Vec<f64>,
     loadgen: Vec<f64>,
+    /// (round, value, steal %, other CPU %) in the order the results were loaded.
+    rounds: Vec<(u32, f64, Option<f64>, Option<f64>)>,
 }
 
 pub(crate) struct Row {
@@ -90,6 +92,8 @@ pub(crate) fn rows(results: &[RunResult]) -> Vec<Row> {
             let cell = rows[idx].cells.entry(r.system.clone()).or_default();
             cell.values.push(m.value);
             cell.loadgen.push(m.loadgen_cpu_pct);
+            cell.rounds
+                .push((r.round, m.value, m.steal_pct, m.other_cpu_pct));
         }
     }
     rows.sort_by(|a, b| (&a.id, &a.name).cmp(&(&b.id, &b.name)));
@@ -216,6 +220,7 @@ pub fn write(results_dir: &Path, out_dir: &Path) -> Result<()> {
          in which the figure was measured (the load generator runs on the same machine).\n"
     );
     seed_table(&mut md, &rows, &systems);
+    rounds_table(&mut md, &rows, &systems);
     let _ = writeln!(md, "## Scenarios\n");
     let _ = writeln!(
         md,
@@ -308,6 +313,49 @@ fn seed_table(md: &mut String, rows: &[Row], systems: &[String]) {
             }
         }
         let _ = writeln!(md, "{line}");
+    }
+    let _ = writeln!(md);
+}
+
+/// Every round's value of every metric, with what else the machine was doing meanwhile: a
+/// round that differs from the others is explained (or not) by the CPU stolen by the
+/// hypervisor and the CPU used by processes outside the benchmark.
+fn rounds_table(md: &mut String, rows: &[Row], systems: &[String]) {
+    let _ = writeln!(
+        md,
+        "## Every round
+"
+    );
+    let _ = writeln!(
+        md,
+        "Each round's value, in round order. In brackets, over the window the figure was \
+         measured in, in % of one core: CPU stolen by the hypervisor (`st`: the machine is \
+         a shared VM) and CPU used by anything but the servers and the load generator \
+         (`o`). A round far from the others with high `st` or `o` ran on a busier machine.\n"
+    );
+    let _ = writeln!(md, "| id | metric | system | rounds |\n|---|---|---|---|");
+    for row in rows {
+        for s in systems {
+            let Some(cell) = row.cells.get(s) else {
+                continue;
+            };
+            let mut rounds = cell.rounds.clone();
+            rounds.sort_by_key(|r| r.0);
+            let text: Vec<String> = rounds
+                .iter()
+                .map(|(_, v, st, o)| match (st, o) {
+                    (Some(st), Some(o)) => format!("{} (st {st:.0}, o {o:.0})", fmt_num(*v)),
+                    _ => fmt_num(*v),
+                })
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {s} | {} |",
+                row.id,
+                row.name,
+                text.join(" · ")
+            );
+        }
     }
     let _ = writeln!(md);
 }

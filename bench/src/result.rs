@@ -15,6 +15,13 @@ pub struct Metric {
     pub loadgen_cpu_pct: f64,
     /// CPU used by the system under test over the same window, in % of one core.
     pub server_cpu_pct: f64,
+    /// CPU stolen by the hypervisor over the same window, in % of one core (absent in runs
+    /// recorded before it was measured).
+    #[serde(default)]
+    pub steal_pct: Option<f64>,
+    /// CPU used by anything else on the machine over the same window, in % of one core.
+    #[serde(default)]
+    pub other_cpu_pct: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

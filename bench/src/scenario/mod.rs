@@ -179,6 +179,8 @@ pub(super) fn metric(
         higher_is_better,
         loadgen_cpu_pct: cpu.loadgen_pct(),
         server_cpu_pct: cpu.server_pct(),
+        steal_pct: Some(cpu.steal_pct()),
+        other_cpu_pct: Some(cpu.other_pct()),
     }
 }
 

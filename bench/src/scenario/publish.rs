@@ -227,6 +227,8 @@ impl Step {
             "emit_http_p99_ms": self.stats.rtt.quantile_ms(0.99),
             "server_cpu_s": self.cpu.server_cpu_s,
             "loadgen_cpu_s": self.cpu.loadgen_cpu_s,
+            "steal_s": self.cpu.steal_s,
+            "other_cpu_s": self.cpu.other_cpu_s,
             "wall_s": self.cpu.wall_s,
             "pass": self.pass,
             "first_error": self.stats.first_error,
