@@ -11,6 +11,7 @@ pub mod config;
 pub mod fanout;
 pub mod gateway;
 pub mod http;
+pub mod malloc;
 pub mod secrets;
 pub mod socketio;
 pub mod telemetry;

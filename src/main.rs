@@ -60,8 +60,24 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     }
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // Before the runtime exists: the allocator setting applies to threads made after it.
+    let arenas = raftcast::malloc::tune();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            // Logging is not set up yet (it is per subcommand); stderr is where it would go.
+            eprintln!("raftcast: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async_main(arenas))
+}
+
+async fn async_main(arenas: raftcast::malloc::ArenaSetting) -> std::process::ExitCode {
     let invocation = match parse_invocation() {
         Ok(i) => i,
         Err(e) => e.exit(),
@@ -69,6 +85,7 @@ async fn main() -> std::process::ExitCode {
     match invocation {
         Invocation::Serve(config) => {
             init_tracing(&config.log_level, config.log_format);
+            tracing::info!(?arenas, "malloc arenas");
             let shutdown = shutdown_signal();
             for w in config.warnings() {
                 tracing::warn!("{w}");
