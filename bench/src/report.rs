@@ -321,11 +321,7 @@ fn seed_table(md: &mut String, rows: &[Row], systems: &[String]) {
 /// round that differs from the others is explained (or not) by the CPU stolen by the
 /// hypervisor and the CPU used by processes outside the benchmark.
 fn rounds_table(md: &mut String, rows: &[Row], systems: &[String]) {
-    let _ = writeln!(
-        md,
-        "## Every round
-"
-    );
+    let _ = writeln!(md, "## Every round\n");
     let _ = writeln!(
         md,
         "Each round's value, in round order. In brackets, over the window the figure was \
