@@ -3,11 +3,13 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+mod ops_common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_raftcast");
+use ops_common::{bin, free_port, temp_dir};
 
 struct Proc {
     child: Child,
@@ -23,21 +25,12 @@ impl Drop for Proc {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 fn start(arena_env: Option<&str>) -> Proc {
-    let n: u64 = rand::random();
-    let dir = std::env::temp_dir().join(format!("raftcast-malloc-{}-{n:016x}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = temp_dir("malloc");
     let log = dir.join("node.log");
     let out = std::fs::File::create(&log).expect("log");
     let err = out.try_clone().expect("log clone");
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.args([
         "--port",
         &free_port().to_string(),

@@ -97,7 +97,7 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
         &mut next_seq,
         &mut res,
         "M5 ramp",
-        (p.cross_start_rate, p.cross_factor, p.cross_max_steps),
+        (p.cross_factor, p.cross_max_steps),
         StepSpec {
             publish_node: 0,
             rate: p.cross_start_rate,

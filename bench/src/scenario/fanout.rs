@@ -74,7 +74,7 @@ pub async fn fanout(env: &Env) -> Result<RunResult> {
         &mut next_seq,
         &mut res,
         "M2 ramp",
-        (p.fan_start_rate, p.fan_factor, p.fan_max_steps),
+        (p.fan_factor, p.fan_max_steps),
         StepSpec {
             publish_node: 0,
             rate: p.fan_start_rate,

@@ -313,19 +313,19 @@ pub(super) async fn step(
     }
 }
 
-/// A ramp: steps at `start`, `start × factor`, ... (each as `spec` with that rate), until one
-/// fails or `max_steps` ran. Every step's numbers go to `res.steps` under `phase`; the answer
-/// is the last step that passed.
+/// A ramp: steps at `spec.rate`, `spec.rate × factor`, ... (each as `spec` with that rate),
+/// until one fails or `max_steps` ran. Every step's numbers go to `res.steps` under `phase`;
+/// the answer is the last step that passed.
 pub(super) async fn ramp(
     env: &Env,
     shared: &Arc<Shared>,
     next_seq: &mut usize,
     res: &mut RunResult,
     phase: &str,
-    (start, factor, max_steps): (f64, f64, usize),
+    (factor, max_steps): (f64, usize),
     spec: StepSpec,
 ) -> Option<Step> {
-    let mut rate = start;
+    let mut rate = spec.rate;
     let mut best = None;
     for _ in 0..max_steps {
         let s = step(env, shared, next_seq, StepSpec { rate, ..spec }).await;
