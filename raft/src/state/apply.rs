@@ -4,8 +4,9 @@ use crate::types::{
     Applied, Command, EntryResponse, HistoryEvent, NodeId, Request, Response, Session, SocketInfo,
 };
 
-use super::keys::{self, add, get, meta, put, Key, KeyReader};
+use super::keys::{self, get, meta, put, Key, KeyReader};
 use super::kv::Kv;
+use super::sockets::{add_member, open_socket, remove_member, remove_socket, sockets_of_node};
 use super::{Detached, RoomMeta, StateError};
 
 /// Bound on expired records collected per entry (keeps apply time bounded; the rest goes
@@ -156,12 +157,7 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
                 node,
                 recoverable_for_ms,
             } => {
-                let prefix = Key::tag(keys::NODE_SOCKET).n(*node).build();
-                let sids = self
-                    .kv
-                    .scan(&prefix, None, false)
-                    .map(|r| r.and_then(|(k, _)| sid_of_node_key(&k)))
-                    .collect::<Result<Vec<_>, _>>()?;
+                let sids = sockets_of_node(self.kv, *node)?;
                 for sid in &sids {
                     if let Some(info) = remove_socket(self.kv, sid)? {
                         if *recoverable_for_ms > 0 {
@@ -325,12 +321,6 @@ fn room_exp_key(exp: u64, room: &str) -> Vec<u8> {
     Key::tag(keys::ROOM_EXP).n(exp).s(room).build()
 }
 
-fn sid_of_node_key(k: &[u8]) -> Result<String, StateError> {
-    let mut r = KeyReader::new(k);
-    r.n()?;
-    r.s()
-}
-
 fn remove_session<K: Kv + ?Sized>(
     kv: &mut K,
     session_id: &str,
@@ -344,78 +334,9 @@ fn remove_session<K: Kv + ?Sized>(
     Ok(old)
 }
 
-fn open_socket<K: Kv + ?Sized>(kv: &mut K, sid: &str, info: SocketInfo) -> Result<(), StateError> {
-    remove_socket(kv, sid)?;
-    add(kv, Key::tag(keys::NODE_COUNT).n(info.node).build(), 1)?;
-    if add(kv, Key::tag(keys::USER_COUNT).s(&info.user_id).build(), 1)? == 1 {
-        add(kv, meta_global(b"users"), 1)?;
-    }
-    put(
-        kv,
-        Key::tag(keys::NODE_SOCKET).n(info.node).s(sid).build(),
-        &(),
-    )?;
-    put(
-        kv,
-        Key::tag(keys::USER_SOCKET).s(&info.user_id).s(sid).build(),
-        &info.node,
-    )?;
-    for room in &info.rooms {
-        add_member(kv, room, sid, info.node)?;
-    }
-    put(kv, Key::tag(keys::SOCKET).s(sid).build(), &info)
-}
-
-fn remove_socket<K: Kv + ?Sized>(kv: &mut K, sid: &str) -> Result<Option<SocketInfo>, StateError> {
-    let key = Key::tag(keys::SOCKET).s(sid).build();
-    let Some(info) = get::<SocketInfo, _>(kv, &key)? else {
-        return Ok(None);
-    };
-    kv.del(key);
-    add(kv, Key::tag(keys::NODE_COUNT).n(info.node).build(), -1)?;
-    if add(kv, Key::tag(keys::USER_COUNT).s(&info.user_id).build(), -1)? == 0 {
-        add(kv, meta_global(b"users"), -1)?;
-    }
-    kv.del(Key::tag(keys::NODE_SOCKET).n(info.node).s(sid).build());
-    kv.del(Key::tag(keys::USER_SOCKET).s(&info.user_id).s(sid).build());
-    for room in &info.rooms {
-        remove_member(kv, room, sid)?;
-    }
-    Ok(Some(info))
-}
-
 /// Key of a global counter.
 pub fn meta_global(name: &[u8]) -> Vec<u8> {
     Key::tag(keys::GLOBAL).raw(name).build()
-}
-
-fn add_member<K: Kv + ?Sized>(
-    kv: &mut K,
-    room: &str,
-    sid: &str,
-    node: NodeId,
-) -> Result<(), StateError> {
-    let key = Key::tag(keys::ROOM_MEMBER).s(room).s(sid).build();
-    if kv.get(&key)?.is_some() {
-        return Ok(());
-    }
-    put(kv, key, &node)?;
-    if add(kv, Key::tag(keys::ROOM_COUNT).s(room).build(), 1)? == 1 {
-        add(kv, meta_global(b"rooms"), 1)?;
-    }
-    Ok(())
-}
-
-fn remove_member<K: Kv + ?Sized>(kv: &mut K, room: &str, sid: &str) -> Result<(), StateError> {
-    let key = Key::tag(keys::ROOM_MEMBER).s(room).s(sid).build();
-    if kv.get(&key)?.is_none() {
-        return Ok(());
-    }
-    kv.del(key);
-    if add(kv, Key::tag(keys::ROOM_COUNT).s(room).build(), -1)? == 0 {
-        add(kv, meta_global(b"rooms"), -1)?;
-    }
-    Ok(())
 }
 
 fn detach<K: Kv + ?Sized>(

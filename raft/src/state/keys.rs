@@ -20,16 +20,18 @@ pub const SESSION_EXP: u8 = b'E';
 pub const SOCKET: u8 = b'K';
 /// room, sid → node
 pub const ROOM_MEMBER: u8 = b'R';
-/// room → member count
-pub const ROOM_COUNT: u8 = b'r';
 /// user, sid → node
 pub const USER_SOCKET: u8 = b'U';
-/// user → socket count
-pub const USER_COUNT: u8 = b'u';
-/// node, sid → ()
-pub const NODE_SOCKET: u8 = b'N';
 /// node → connection count
 pub const NODE_COUNT: u8 = b'C';
+/// Tags older versions wrote and this one no longer does: per-room member counts (`r`),
+/// per-user socket counts (`u`) and the node → socket index (`N`). Every socket cost three
+/// more records on every node, each a sled key held in memory (about 240 B apiece), for
+/// answers the remaining records give: whether a room or user has any member left is the
+/// first key under its prefix, and a node's sockets are found by reading the socket records
+/// when the node starts or is purged, which is rare. [`LEGACY`] keys are removed when a
+/// state is opened or a snapshot installed.
+pub const LEGACY: [u8; 3] = [b'r', b'u', b'N'];
 /// global counters
 pub const GLOBAL: u8 = b'G';
 /// pid → Detached
@@ -46,6 +48,11 @@ pub const ROOM_EXP: u8 = b'T';
 pub const PROPOSAL: u8 = b'P';
 /// `p | ts | id` → expiry index of proposal results.
 pub const PROPOSAL_EXP: u8 = b'p';
+
+/// Whether `key` is one of the [`LEGACY`] records, dropped when a state is loaded.
+pub fn is_legacy(key: &[u8]) -> bool {
+    key.first().is_some_and(|t| LEGACY.contains(t))
+}
 
 /// Builds keys component by component.
 #[derive(Debug, Clone)]

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod kv;
 pub mod read;
 mod records;
+pub mod sockets;
 #[cfg(test)]
 mod tests;
 

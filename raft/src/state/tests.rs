@@ -1,7 +1,11 @@
 //! Unit tests of the state logic over the in-memory store.
 #![allow(clippy::unwrap_used)]
 
-use super::kv::{MemKv, Overlay};
+use std::collections::{BTreeMap, BTreeSet};
+
+use proptest::prelude::*;
+
+use super::kv::{Kv, KvRead, MemKv, Overlay};
 use super::*;
 use crate::types::{Applied, Command, Request, Response};
 
@@ -492,4 +496,102 @@ fn a_retried_proposal_is_applied_once() {
         Ok(Response::Published { offset, .. }) => assert_eq!(*offset, 3),
         other => panic!("unexpected {other:?}"),
     }
+}
+
+/// What the counters must say, worked out from the socket records alone.
+fn counters_from_sockets(kv: &MemKv) -> (BTreeMap<u64, u64>, u64, u64) {
+    let mut per_node = BTreeMap::new();
+    let mut users = BTreeSet::new();
+    let mut rooms = BTreeSet::new();
+    for pair in kv.scan(&[keys::SOCKET], None, false) {
+        let (_, v) = pair.unwrap();
+        let info: crate::types::SocketInfo = keys::dec(&v).unwrap();
+        *per_node.entry(info.node).or_insert(0) += 1;
+        users.insert(info.user_id);
+        rooms.extend(info.rooms);
+    }
+    (per_node, users.len() as u64, rooms.len() as u64)
+}
+
+fn membership_cmd() -> impl Strategy<Value = Command> {
+    let sid = (0..12u8).prop_map(|i| format!("s{i:02}"));
+    let room = prop_oneof![Just("r1"), Just("r2"), Just("big")].prop_map(String::from);
+    let rooms = proptest::collection::vec(room, 0..3);
+    prop_oneof![
+        4 => (1..4u64, sid.clone(), 0..4u8, rooms.clone()).prop_map(|(node, sid, user, rooms)| {
+            let user = format!("u{user}");
+            let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
+            open(node, &sid, &user, &rooms)
+        }),
+        2 => (sid.clone(), rooms.clone()).prop_map(|(sid, rooms)| Command::Join { sid, rooms }),
+        2 => (sid.clone(), rooms).prop_map(|(sid, rooms)| Command::Leave { sid, rooms }),
+        2 => (sid, 0..2u64).prop_map(|(sid, r)| Command::SocketClose {
+            sid,
+            recoverable_for_ms: r * 1000,
+        }),
+        1 => (1..4u64).prop_map(|node| Command::PurgeNode {
+            node,
+            recoverable_for_ms: 0,
+        }),
+        1 => (1..4u64).prop_map(|node| Command::NodeStarted {
+            node,
+            recoverable_for_ms: 1000,
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The per-node connection counts and the distinct user and room counts, which the state
+    /// keeps without a count record per user or room, always match the socket records,
+    /// whatever the commands and however they are grouped into entries (several removals from
+    /// one room in one entry are the case the overlay makes interesting).
+    #[test]
+    fn counters_match_the_socket_records(
+        entries in proptest::collection::vec(proptest::collection::vec(membership_cmd(), 1..8), 1..25)
+    ) {
+        let mut sm = Sm::new();
+        for (i, cmds) in entries.into_iter().enumerate() {
+            sm.run(100 + i as u64, cmds);
+            let st = read::stats(&sm.kv).unwrap();
+            let (per_node, users, rooms) = counters_from_sockets(&sm.kv);
+            prop_assert_eq!(&st.connections_per_node, &per_node);
+            prop_assert_eq!(st.unique_users, users);
+            prop_assert_eq!(st.room_count, rooms);
+            prop_assert!(sm.kv.map.keys().all(|k| !keys::is_legacy(k)));
+        }
+    }
+}
+
+#[test]
+fn recount_corrects_drifted_counters_and_nothing_else() {
+    let mut sm = Sm::new();
+    sm.one(1, open(1, "a", "u1", &["user:u1", "r"]));
+    sm.one(1, open(2, "b", "u2", &["user:u2", "r"]));
+    let good = sm.kv.clone();
+    let mut ov = Overlay::new(&sm.kv);
+    assert!(
+        !sockets::recount(&mut ov).unwrap(),
+        "exact counters are left alone"
+    );
+    assert!(ov.into_changes().is_empty());
+
+    // Drift every kind of counter, including a count for a node with no sockets.
+    let mut drifted = good.clone();
+    drifted.put(apply::meta_global(b"users"), keys::enc(&7u64).unwrap());
+    drifted.del(apply::meta_global(b"rooms"));
+    drifted.put(
+        keys::Key::tag(keys::NODE_COUNT).n(1).build(),
+        keys::enc(&4u64).unwrap(),
+    );
+    drifted.put(
+        keys::Key::tag(keys::NODE_COUNT).n(9).build(),
+        keys::enc(&2u64).unwrap(),
+    );
+    let mut ov = Overlay::new(&drifted);
+    assert!(sockets::recount(&mut ov).unwrap());
+    let changes = ov.into_changes();
+    drifted.commit(changes);
+    assert_eq!(drifted, good);
 }

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, OwnedRwLockReadGuard, RwLock};
 use super::capture::{Capture, Captures};
 use super::snapfile::{SnapDir, SnapshotFile};
 use super::{read_err, write_err, SledKv, StoreError};
-use crate::state::keys::{dec, enc, get, meta, put};
+use crate::state::keys::{dec, enc, get, is_legacy, meta, put, LEGACY};
 use crate::state::kv::{Overlay, Pair};
 use crate::state::{self, apply_entry};
 use crate::types::{Applied, EntryResponse, NodeId, NodeInfo, TypeConfig};
@@ -69,6 +69,21 @@ impl SmStore {
             snap.remove(CURRENT)?;
             db.flush()?;
         }
+        let dropped = drop_legacy(&kv.0)?;
+        if dropped > 0 {
+            tracing::info!(
+                records = dropped,
+                "dropped the records of an older state layout"
+            );
+        }
+        if recount(&kv)? {
+            tracing::warn!(
+                "connection, user or room counters did not match the socket records; corrected"
+            );
+        }
+        if dropped > 0 {
+            db.flush()?;
+        }
         if snap.get(INSTALLING)?.is_some() {
             // A crash interrupted a snapshot install: redo it from the stored snapshot.
             if let Some(file) = files.0.read()? {
@@ -112,15 +127,52 @@ impl SmStore {
     }
 }
 
+/// Replaces the tree with a snapshot's pairs (without the records of an older layout, which
+/// a snapshot made by an older version holds).
 fn restore(tree: &sled::Tree, data: &[u8]) -> Result<(), StoreError> {
     let pairs: Vec<Pair> = dec(data)?;
     tree.clear()?;
     let mut batch = sled::Batch::default();
-    for (k, v) in pairs {
+    for (k, v) in pairs.into_iter().filter(|(k, _)| !is_legacy(k)) {
         batch.insert(k, v);
     }
     tree.apply_batch(batch)?;
     Ok(())
+}
+
+/// Corrects the counters kept beside the socket records ([`state::sockets::recount`]).
+fn recount(kv: &SledKv) -> Result<bool, StoreError> {
+    let mut ov = Overlay::new(kv);
+    if !state::sockets::recount(&mut ov)? {
+        return Ok(false);
+    }
+    let mut batch = sled::Batch::default();
+    for (k, v) in ov.into_changes() {
+        match v {
+            Some(v) => batch.insert(k, v),
+            None => batch.remove(k),
+        }
+    }
+    kv.0.apply_batch(batch)?;
+    kv.0.flush()?;
+    Ok(true)
+}
+
+/// Removes the records an older version wrote and this one no longer reads or updates
+/// ([`crate::state::keys::LEGACY`]); returns how many there were.
+fn drop_legacy(tree: &sled::Tree) -> Result<usize, StoreError> {
+    let mut batch = sled::Batch::default();
+    let mut n = 0;
+    for tag in LEGACY {
+        for pair in tree.scan_prefix([tag]) {
+            batch.remove(pair?.0);
+            n += 1;
+        }
+    }
+    if n > 0 {
+        tree.apply_batch(batch)?;
+    }
+    Ok(n)
 }
 
 type Applied2 = (Option<LogId<NodeId>>, StoredMembership<NodeId, NodeInfo>);
@@ -455,5 +507,65 @@ mod tests {
         assert!(snap.get(CURRENT).unwrap().is_none(), "left in sled");
         drop(db);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+    fn socket_record() -> Pair {
+        let info = crate::types::SocketInfo {
+            node: 1,
+            pid: "p".into(),
+            user_id: "u1".into(),
+            session_id: None,
+            rooms: vec!["x".into()],
+        };
+        (b"K\0\0\0\x01a".to_vec(), enc(&info).unwrap())
+    }
+
+    /// Records in the layout of an older version: a per-room count (`r`), a per-user count
+    /// (`u`) and a node → socket index entry (`N`), beside a socket record that stays.
+    fn legacy_and_current() -> Vec<Pair> {
+        vec![
+            (b"r\0\0\0\x01x".to_vec(), enc(&1u64).unwrap()),
+            (b"u\0\0\0\x02u1".to_vec(), enc(&1u64).unwrap()),
+            (
+                b"N\0\0\0\0\0\0\0\x01\0\0\0\x01a".to_vec(),
+                enc(&()).unwrap(),
+            ),
+            socket_record(),
+        ]
+    }
+
+    #[test]
+    fn at_open_older_records_are_dropped_and_counters_recounted() {
+        let n: u64 = rand::random();
+        let dir = std::env::temp_dir().join(format!("raftcast-sm-legacy-{n:016x}"));
+        {
+            let db = sled::Config::new().path(&dir).open().unwrap();
+            let tree = db.open_tree("sm").unwrap();
+            for (k, v) in legacy_and_current() {
+                tree.insert(k, v).unwrap();
+            }
+            // Counters that drifted: 5 users where the one socket record says 1.
+            tree.insert(state::apply::meta_global(b"users"), enc(&5u64).unwrap())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let db = sled::Config::new().path(&dir).open().unwrap();
+        let sm = SmStore::new(&db, &dir).unwrap();
+        let pairs = state_of(&sm.kv);
+        assert!(pairs.iter().all(|(k, _)| !is_legacy(k)), "{pairs:?}");
+        assert!(pairs.contains(&socket_record()));
+        let stats = state::read::stats(&sm.kv).unwrap();
+        assert_eq!((stats.unique_users, stats.room_count), (1, 1));
+        assert_eq!(stats.connections_per_node.get(&1), Some(&1));
+        drop((sm, db));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_snapshot_made_by_an_older_version_installs_without_its_legacy_records() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let tree = db.open_tree("sm").unwrap();
+        tree.insert(b"stale", b"gone".to_vec()).unwrap();
+        restore(&tree, &enc(&legacy_and_current()).unwrap()).unwrap();
+        assert_eq!(state_of(&SledKv(tree)), vec![socket_record()]);
     }
 }
