@@ -69,6 +69,15 @@ impl SmStore {
             snap.remove(CURRENT)?;
             db.flush()?;
         }
+        if snap.get(INSTALLING)?.is_some() {
+            // A crash interrupted a snapshot install: redo it from the stored snapshot.
+            if let Some(file) = files.0.read()? {
+                restore(&kv.0, &file.data)?;
+            }
+            snap.remove(INSTALLING)?;
+            db.flush()?;
+        }
+        // After the redo: the state is then whole, as of its applied index.
         let dropped = drop_legacy(&kv.0)?;
         if dropped > 0 {
             tracing::info!(
@@ -82,14 +91,6 @@ impl SmStore {
             );
         }
         if dropped > 0 {
-            db.flush()?;
-        }
-        if snap.get(INSTALLING)?.is_some() {
-            // A crash interrupted a snapshot install: redo it from the stored snapshot.
-            if let Some(file) = files.0.read()? {
-                restore(&kv.0, &file.data)?;
-            }
-            snap.remove(INSTALLING)?;
             db.flush()?;
         }
         Ok(SmStore {
@@ -439,6 +440,23 @@ mod tests {
         }
     }
 
+    /// Opens the database at `dir` again. sled's I/O threads can hold the directory's lock
+    /// for a moment after the previous handle is dropped, so the open is retried until it
+    /// succeeds or 10 s pass.
+    fn reopen(dir: &Path) -> sled::Db {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match sled::Config::new().path(dir).open() {
+                Ok(db) => return db,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    eprintln!("reopen {}: {e}; retrying", dir.display());
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => panic!("cannot reopen {}: {e}", dir.display()),
+            }
+        }
+    }
+
     fn state_of(kv: &SledKv) -> Vec<(Vec<u8>, Vec<u8>)> {
         kv.0.iter()
             .map(|p| p.map(|(k, v)| (k.to_vec(), v.to_vec())))
@@ -496,7 +514,7 @@ mod tests {
             snap.insert(CURRENT, enc(&old).unwrap()).unwrap();
             db.flush().unwrap();
         }
-        let db = sled::Config::new().path(&dir).open().unwrap();
+        let db = reopen(&dir);
         let _sm = SmStore::new(&db, &dir).unwrap();
         let moved = SnapDir::new(&dir)
             .read()
@@ -548,7 +566,7 @@ mod tests {
                 .unwrap();
             db.flush().unwrap();
         }
-        let db = sled::Config::new().path(&dir).open().unwrap();
+        let db = reopen(&dir);
         let sm = SmStore::new(&db, &dir).unwrap();
         let pairs = state_of(&sm.kv);
         assert!(pairs.iter().all(|(k, _)| !is_legacy(k)), "{pairs:?}");
