@@ -4,6 +4,7 @@
 //! ([`super::capture`]) and kept in a file beside sled ([`super::snapfile`]); installing one
 //! replaces the tree.
 
+use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
@@ -85,12 +86,13 @@ impl SmStore {
                 "dropped the records of an older state layout"
             );
         }
-        if recount(&kv)? {
+        let recounted = recount(&kv)?;
+        if recounted {
             tracing::warn!(
                 "connection, user or room counters did not match the socket records; corrected"
             );
         }
-        if dropped > 0 {
+        if dropped > 0 || recounted {
             db.flush()?;
         }
         Ok(SmStore {
@@ -141,21 +143,25 @@ fn restore(tree: &sled::Tree, data: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// An overlay's changes (`None` = delete) as one sled batch.
+fn batch_of(changes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for (k, v) in changes {
+        match v {
+            Some(v) => batch.insert(k, v),
+            None => batch.remove(k),
+        }
+    }
+    batch
+}
+
 /// Corrects the counters kept beside the socket records ([`state::sockets::recount`]).
 fn recount(kv: &SledKv) -> Result<bool, StoreError> {
     let mut ov = Overlay::new(kv);
     if !state::sockets::recount(&mut ov)? {
         return Ok(false);
     }
-    let mut batch = sled::Batch::default();
-    for (k, v) in ov.into_changes() {
-        match v {
-            Some(v) => batch.insert(k, v),
-            None => batch.remove(k),
-        }
-    }
-    kv.0.apply_batch(batch)?;
-    kv.0.flush()?;
+    kv.0.apply_batch(batch_of(ov.into_changes()))?;
     Ok(true)
 }
 
@@ -314,14 +320,10 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         self.captures
             .before_write(&self.kv.0, changes.keys().map(Vec::as_slice))
             .map_err(read_err)?;
-        let mut batch = sled::Batch::default();
-        for (k, v) in changes {
-            match v {
-                Some(v) => batch.insert(k, v),
-                None => batch.remove(k),
-            }
-        }
-        self.kv.0.apply_batch(batch).map_err(write_err)?;
+        self.kv
+            .0
+            .apply_batch(batch_of(changes))
+            .map_err(write_err)?;
         self.emit(events).await;
         Ok(responses)
     }
@@ -378,13 +380,10 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             &Some(meta_in.last_membership.clone()),
         )
         .map_err(write_err)?;
-        let mut batch = sled::Batch::default();
-        for (k, v) in ov.into_changes() {
-            if let Some(v) = v {
-                batch.insert(k, v);
-            }
-        }
-        self.kv.0.apply_batch(batch).map_err(write_err)?;
+        self.kv
+            .0
+            .apply_batch(batch_of(ov.into_changes()))
+            .map_err(write_err)?;
         self.snap.remove(INSTALLING).map_err(write_err)?;
         self.db.flush_async().await.map_err(write_err)?;
         tracing::info!(id = %meta_in.snapshot_id, "snapshot installed");
