@@ -3,8 +3,8 @@
 //!
 //! Durability: log appends and votes are acknowledged only after they are flushed to disk
 //! (appends by one group fsync per batch of appends, [`group_flush`]). The state
-//! machine is written with one atomic sled batch per `apply()` call and not flushed on every
-//! apply: sled recovers a consistent prefix of its writes after a crash, and whatever the
+//! machine's writes of one `apply()` call are made atomic by a redo record ([`redo`]) and
+//! are not flushed on every apply: sled recovers a consistent prefix of its writes after a crash, and whatever the
 //! state machine lost is re-applied from the (flushed) log, which is only purged up to a
 //! snapshot that is itself flushed. sled survives process kills; it does not promise
 //! durability across power loss.
@@ -15,6 +15,7 @@
 mod capture;
 mod group_flush;
 mod log;
+mod redo;
 mod sm;
 mod snapfile;
 
@@ -24,6 +25,7 @@ use std::path::Path;
 use openraft::{AnyError, StorageError, StorageIOError};
 
 pub use log::LogStore;
+pub use redo::RedoError;
 pub use sm::SmStore;
 
 use crate::state::kv::{KvRead, PairIter};
@@ -42,6 +44,9 @@ pub enum StoreError {
     /// Stored state could not be read back.
     #[error("state: {0}")]
     State(#[from] StateError),
+    /// The last apply's redo record could not be replayed.
+    #[error("redo: {0}")]
+    Redo(#[from] RedoError),
 }
 
 /// Open (creating if needed) the sled database in `dir` and the two stores on it.

@@ -1,5 +1,6 @@
-//! The state machine on sled: applies entries with the pure state logic, one atomic sled
-//! batch per `apply()` call, then emits [`Applied`] events (awaiting channel capacity).
+//! The state machine on sled: applies entries with the pure state logic, writes each
+//! `apply()` call's changes atomically across crashes ([`super::redo`]), then emits
+//! [`Applied`] events (awaiting channel capacity).
 //! Snapshots are a full dump of the state tree, read beside the applies
 //! ([`super::capture`]) and kept in a file beside sled ([`super::snapfile`]); installing one
 //! replaces the tree.
@@ -17,6 +18,7 @@ use openraft::{
 use tokio::sync::{mpsc, OwnedRwLockReadGuard, RwLock};
 
 use super::capture::{Capture, Captures};
+use super::redo;
 use super::snapfile::{SnapDir, SnapshotFile};
 use super::{read_err, write_err, SledKv, StoreError};
 use crate::state::keys::{dec, enc, get, is_legacy, meta, put, LEGACY};
@@ -75,7 +77,11 @@ impl SmStore {
             if let Some(file) = files.0.read()? {
                 restore(&kv.0, &file.data)?;
             }
+            snap.remove(redo::APPLYING)?;
             snap.remove(INSTALLING)?;
+            db.flush()?;
+        } else if redo::redo(&kv.0, &snap)? {
+            // The last apply may have been cut short by a crash: it is now whole.
             db.flush()?;
         }
         // After the redo: the state is then whole, as of its applied index.
@@ -118,6 +124,47 @@ impl SmStore {
         self.kv.clone()
     }
 
+    /// What applying `entries` changes in the state tree, their responses and the events
+    /// they produce (nothing is written yet).
+    fn changes_of<I: IntoIterator<Item = Entry<TypeConfig>>>(
+        &self,
+        entries: I,
+    ) -> Result<(Changes, Vec<EntryResponse>, Vec<Applied>), StorageError<NodeId>> {
+        let mut events = Vec::new();
+        let mut responses = Vec::new();
+        let mut ov = Overlay::new(&self.kv);
+        for e in entries {
+            put(&mut ov, meta(state::meta::APPLIED), &Some(e.log_id)).map_err(write_err)?;
+            match e.payload {
+                EntryPayload::Blank => responses.push(Vec::new()),
+                EntryPayload::Normal(req) => {
+                    let r = apply_entry(&mut ov, e.log_id.index, &req, &mut events)
+                        .map_err(write_err)?;
+                    responses.push(r);
+                }
+                EntryPayload::Membership(m) => {
+                    let sm = StoredMembership::new(Some(e.log_id), m);
+                    put(&mut ov, meta(state::meta::MEMBERSHIP), &Some(sm)).map_err(write_err)?;
+                    responses.push(Vec::new());
+                }
+            }
+        }
+        Ok((ov.into_changes(), responses, events))
+    }
+
+    /// Writes one apply's changes (after recording their pre-images for the snapshot dumps
+    /// in progress). `stop_after` (tests) cuts the write short as a crash would.
+    fn write(
+        &self,
+        changes: &Changes,
+        stop_after: Option<usize>,
+    ) -> Result<(), StorageError<NodeId>> {
+        self.captures
+            .before_write(&self.kv.0, changes.keys().map(Vec::as_slice))
+            .map_err(read_err)?;
+        redo::write(&self.kv.0, &self.snap, changes, stop_after).map_err(write_err)
+    }
+
     async fn emit(&self, events: Vec<Applied>) {
         if let Some(tx) = &self.tx {
             for ev in events {
@@ -143,8 +190,11 @@ fn restore(tree: &sled::Tree, data: &[u8]) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// An overlay's changes (`None` = delete) as one sled batch.
-fn batch_of(changes: BTreeMap<Vec<u8>, Option<Vec<u8>>>) -> sled::Batch {
+/// An overlay's changes: each key's new value (`None` = delete).
+type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// An overlay's changes as one sled batch.
+fn batch_of(changes: Changes) -> sled::Batch {
     let mut batch = sled::Batch::default();
     for (k, v) in changes {
         match v {
@@ -294,36 +344,8 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut events = Vec::new();
-        let mut responses = Vec::new();
-        let changes = {
-            let mut ov = Overlay::new(&self.kv);
-            for e in entries {
-                put(&mut ov, meta(state::meta::APPLIED), &Some(e.log_id)).map_err(write_err)?;
-                match e.payload {
-                    EntryPayload::Blank => responses.push(Vec::new()),
-                    EntryPayload::Normal(req) => {
-                        let r = apply_entry(&mut ov, e.log_id.index, &req, &mut events)
-                            .map_err(write_err)?;
-                        responses.push(r);
-                    }
-                    EntryPayload::Membership(m) => {
-                        let sm = StoredMembership::new(Some(e.log_id), m);
-                        put(&mut ov, meta(state::meta::MEMBERSHIP), &Some(sm))
-                            .map_err(write_err)?;
-                        responses.push(Vec::new());
-                    }
-                }
-            }
-            ov.into_changes()
-        };
-        self.captures
-            .before_write(&self.kv.0, changes.keys().map(Vec::as_slice))
-            .map_err(read_err)?;
-        self.kv
-            .0
-            .apply_batch(batch_of(changes))
-            .map_err(write_err)?;
+        let (changes, responses, events) = self.changes_of(entries)?;
+        self.write(&changes, None)?;
         self.emit(events).await;
         Ok(responses)
     }
@@ -370,6 +392,8 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             })
             .await?;
         self.snap.insert(INSTALLING, &[1u8]).map_err(write_err)?;
+        // The last apply's redo record describes the tree this install replaces.
+        self.snap.remove(redo::APPLYING).map_err(write_err)?;
         self.db.flush_async().await.map_err(write_err)?;
         restore(&self.kv.0, &file.data).map_err(write_err)?;
         let mut ov = Overlay::new(&self.kv);
@@ -407,182 +431,5 @@ impl RaftStateMachine<TypeConfig> for SmStore {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-    use openraft::{CommittedLeaderId, LogId};
-
-    #[test]
-    fn the_snapshot_encoding_of_borrowed_pairs_is_what_restore_reads() {
-        let owned: Vec<Pair> = vec![(b"k1".to_vec(), vec![0, 1, 255]), (vec![], b"v".to_vec())];
-        let view: Vec<(&[u8], &[u8])> = owned.iter().map(|(k, v)| (&k[..], &v[..])).collect();
-        let bytes = enc(&view).unwrap();
-        assert_eq!(bytes, enc(&owned).unwrap());
-        assert_eq!(dec::<Vec<Pair>>(&bytes).unwrap(), owned);
-    }
-
-    fn publish(index: u64, room: &str) -> Entry<TypeConfig> {
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(crate::types::Request {
-                ts_ms: 1_000 + index,
-                cmds: vec![crate::types::Command::Publish {
-                    room: room.into(),
-                    event: "e".into(),
-                    payload: index.to_be_bytes().to_vec(),
-                    durable: true,
-                    history_max: 3,
-                    history_ttl_ms: 0,
-                }],
-                ids: vec![index],
-            }),
-        }
-    }
-
-    /// Opens the database at `dir` again. sled's I/O threads can hold the directory's lock
-    /// for a moment after the previous handle is dropped, so the open is retried until it
-    /// succeeds or 10 s pass.
-    fn reopen(dir: &Path) -> sled::Db {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            match sled::Config::new().path(dir).open() {
-                Ok(db) => return db,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    eprintln!("reopen {}: {e}; retrying", dir.display());
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => panic!("cannot reopen {}: {e}", dir.display()),
-            }
-        }
-    }
-
-    fn state_of(kv: &SledKv) -> Vec<(Vec<u8>, Vec<u8>)> {
-        kv.0.iter()
-            .map(|p| p.map(|(k, v)| (k.to_vec(), v.to_vec())))
-            .collect::<Result<_, _>>()
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn a_snapshot_built_while_applies_go_on_is_the_state_at_its_index() {
-        let n: u64 = rand::random();
-        let dir = std::env::temp_dir().join(format!("raftcast-sm-capture-{n:016x}"));
-        let db = sled::Config::new().path(dir.join("a")).open().unwrap();
-        std::fs::create_dir_all(dir.join("ref")).unwrap();
-        let mut sm = SmStore::new(&db, &dir.join("a")).unwrap();
-        // The same first 20 entries on a second store, as the reference state.
-        let ref_db = sled::Config::new().temporary(true).open().unwrap();
-        let mut reference = SmStore::new(&ref_db, &dir.join("ref")).unwrap();
-        let first: Vec<_> = (1..=20)
-            .map(|i| publish(i, ["r1", "r2"][i as usize % 2]))
-            .collect();
-        sm.apply(first.clone()).await.unwrap();
-        reference.apply(first).await.unwrap();
-        let mut builder = sm.get_snapshot_builder().await;
-        // Applies after the builder started: they change, trim and add history keys.
-        for i in 21..=40 {
-            sm.apply(vec![publish(i, ["r1", "r2", "r3"][i as usize % 3])])
-                .await
-                .unwrap();
-        }
-        let snap = builder.build_snapshot().await.unwrap();
-        assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(20));
-        assert_ne!(state_of(&sm.kv), state_of(&reference.kv), "applies went on");
-        // Its data is exactly the state after entry 20.
-        let data: Vec<Pair> = dec(&snap.snapshot.into_inner()).unwrap();
-        assert_eq!(data, state_of(&reference.kv));
-        drop((sm, db));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_snapshot_kept_in_sled_by_an_older_version_moves_to_the_file() {
-        let n: u64 = rand::random();
-        let dir = std::env::temp_dir().join(format!("raftcast-sm-migrate-{n:016x}"));
-        let old = SnapshotFile {
-            meta: SnapshotMeta {
-                last_log_id: Some(LogId::new(CommittedLeaderId::new(2, 1), 42)),
-                last_membership: StoredMembership::default(),
-                snapshot_id: "2-42-1".into(),
-            },
-            data: enc(&Vec::<Pair>::new()).unwrap(),
-        };
-        {
-            let db = sled::Config::new().path(&dir).open().unwrap();
-            let snap = db.open_tree("sm_snapshot").unwrap();
-            snap.insert(CURRENT, enc(&old).unwrap()).unwrap();
-            db.flush().unwrap();
-        }
-        let db = reopen(&dir);
-        let _sm = SmStore::new(&db, &dir).unwrap();
-        let moved = SnapDir::new(&dir)
-            .read()
-            .unwrap()
-            .expect("moved to the file");
-        assert_eq!(moved.meta.snapshot_id, "2-42-1");
-        let snap = db.open_tree("sm_snapshot").unwrap();
-        assert!(snap.get(CURRENT).unwrap().is_none(), "left in sled");
-        drop(db);
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-    fn socket_record() -> Pair {
-        let info = crate::types::SocketInfo {
-            node: 1,
-            pid: "p".into(),
-            user_id: "u1".into(),
-            session_id: None,
-            rooms: vec!["x".into()],
-        };
-        (b"K\0\0\0\x01a".to_vec(), enc(&info).unwrap())
-    }
-
-    /// Records in the layout of an older version: a per-room count (`r`), a per-user count
-    /// (`u`) and a node → socket index entry (`N`), beside a socket record that stays.
-    fn legacy_and_current() -> Vec<Pair> {
-        vec![
-            (b"r\0\0\0\x01x".to_vec(), enc(&1u64).unwrap()),
-            (b"u\0\0\0\x02u1".to_vec(), enc(&1u64).unwrap()),
-            (
-                b"N\0\0\0\0\0\0\0\x01\0\0\0\x01a".to_vec(),
-                enc(&()).unwrap(),
-            ),
-            socket_record(),
-        ]
-    }
-
-    #[test]
-    fn at_open_older_records_are_dropped_and_counters_recounted() {
-        let n: u64 = rand::random();
-        let dir = std::env::temp_dir().join(format!("raftcast-sm-legacy-{n:016x}"));
-        {
-            let db = sled::Config::new().path(&dir).open().unwrap();
-            let tree = db.open_tree("sm").unwrap();
-            for (k, v) in legacy_and_current() {
-                tree.insert(k, v).unwrap();
-            }
-            // Counters that drifted: 5 users where the one socket record says 1.
-            tree.insert(state::apply::meta_global(b"users"), enc(&5u64).unwrap())
-                .unwrap();
-            db.flush().unwrap();
-        }
-        let db = reopen(&dir);
-        let sm = SmStore::new(&db, &dir).unwrap();
-        let pairs = state_of(&sm.kv);
-        assert!(pairs.iter().all(|(k, _)| !is_legacy(k)), "{pairs:?}");
-        assert!(pairs.contains(&socket_record()));
-        let stats = state::read::stats(&sm.kv).unwrap();
-        assert_eq!((stats.unique_users, stats.room_count), (1, 1));
-        assert_eq!(stats.connections_per_node.get(&1), Some(&1));
-        drop((sm, db));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn a_snapshot_made_by_an_older_version_installs_without_its_legacy_records() {
-        let db = sled::Config::new().temporary(true).open().unwrap();
-        let tree = db.open_tree("sm").unwrap();
-        tree.insert(b"stale", b"gone".to_vec()).unwrap();
-        restore(&tree, &enc(&legacy_and_current()).unwrap()).unwrap();
-        assert_eq!(state_of(&SledKv(tree)), vec![socket_record()]);
-    }
-}
+#[path = "sm_tests.rs"]
+mod tests;

@@ -1,0 +1,251 @@
+//! Tests of the state machine store: snapshots beside applies, crash redo, older layouts.
+#![allow(clippy::unwrap_used)]
+use super::*;
+use openraft::{CommittedLeaderId, LogId};
+
+#[test]
+fn the_snapshot_encoding_of_borrowed_pairs_is_what_restore_reads() {
+    let owned: Vec<Pair> = vec![(b"k1".to_vec(), vec![0, 1, 255]), (vec![], b"v".to_vec())];
+    let view: Vec<(&[u8], &[u8])> = owned.iter().map(|(k, v)| (&k[..], &v[..])).collect();
+    let bytes = enc(&view).unwrap();
+    assert_eq!(bytes, enc(&owned).unwrap());
+    assert_eq!(dec::<Vec<Pair>>(&bytes).unwrap(), owned);
+}
+
+fn publish(index: u64, room: &str) -> Entry<TypeConfig> {
+    Entry {
+        log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+        payload: EntryPayload::Normal(crate::types::Request {
+            ts_ms: 1_000 + index,
+            cmds: vec![crate::types::Command::Publish {
+                room: room.into(),
+                event: "e".into(),
+                payload: index.to_be_bytes().to_vec(),
+                durable: true,
+                history_max: 3,
+                history_ttl_ms: 0,
+            }],
+            ids: vec![index],
+        }),
+    }
+}
+
+/// Opens the database at `dir` again. sled's I/O threads can hold the directory's lock
+/// for a moment after the previous handle is dropped, so the open is retried until it
+/// succeeds or 10 s pass.
+fn reopen(dir: &Path) -> sled::Db {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match sled::Config::new().path(dir).open() {
+            Ok(db) => return db,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("reopen {}: {e}; retrying", dir.display());
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot reopen {}: {e}", dir.display()),
+        }
+    }
+}
+
+fn state_of(kv: &SledKv) -> Vec<(Vec<u8>, Vec<u8>)> {
+    kv.0.iter()
+        .map(|p| p.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_snapshot_built_while_applies_go_on_is_the_state_at_its_index() {
+    let n: u64 = rand::random();
+    let dir = std::env::temp_dir().join(format!("raftcast-sm-capture-{n:016x}"));
+    let db = sled::Config::new().path(dir.join("a")).open().unwrap();
+    std::fs::create_dir_all(dir.join("ref")).unwrap();
+    let mut sm = SmStore::new(&db, &dir.join("a")).unwrap();
+    // The same first 20 entries on a second store, as the reference state.
+    let ref_db = sled::Config::new().temporary(true).open().unwrap();
+    let mut reference = SmStore::new(&ref_db, &dir.join("ref")).unwrap();
+    let first: Vec<_> = (1..=20)
+        .map(|i| publish(i, ["r1", "r2"][i as usize % 2]))
+        .collect();
+    sm.apply(first.clone()).await.unwrap();
+    reference.apply(first).await.unwrap();
+    let mut builder = sm.get_snapshot_builder().await;
+    // Applies after the builder started: they change, trim and add history keys.
+    for i in 21..=40 {
+        sm.apply(vec![publish(i, ["r1", "r2", "r3"][i as usize % 3])])
+            .await
+            .unwrap();
+    }
+    let snap = builder.build_snapshot().await.unwrap();
+    assert_eq!(snap.meta.last_log_id.map(|l| l.index), Some(20));
+    assert_ne!(state_of(&sm.kv), state_of(&reference.kv), "applies went on");
+    // Its data is exactly the state after entry 20.
+    let data: Vec<Pair> = dec(&snap.snapshot.into_inner()).unwrap();
+    assert_eq!(data, state_of(&reference.kv));
+    drop((sm, db));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_apply_cut_short_by_a_crash_is_whole_when_the_store_opens_again() {
+    let n: u64 = rand::random();
+    let dir = std::env::temp_dir().join(format!("raftcast-sm-redo-{n:016x}"));
+    std::fs::create_dir_all(dir.join("ref")).unwrap();
+    let ref_db = sled::Config::new().temporary(true).open().unwrap();
+    let mut reference = SmStore::new(&ref_db, &dir.join("ref")).unwrap();
+    let entries: Vec<_> = (1..=8).map(|i| publish(i, "r1")).collect();
+    reference.apply(entries.clone()).await.unwrap();
+    {
+        let db = sled::Config::new().path(dir.join("a")).open().unwrap();
+        let mut sm = SmStore::new(&db, &dir.join("a")).unwrap();
+        sm.apply(entries[..6].to_vec()).await.unwrap();
+        // Entries 7 and 8 (which trim the history and add to it) written only in part.
+        let (changes, _, _) = sm.changes_of(entries[6..].to_vec()).unwrap();
+        assert!(changes.len() > 3, "{changes:?}");
+        sm.write(&changes, Some(2)).unwrap();
+        assert_ne!(state_of(&sm.kv), state_of(&reference.kv));
+        db.flush().unwrap();
+    }
+    let db = reopen(&dir.join("a"));
+    let mut sm = SmStore::new(&db, &dir.join("a")).unwrap();
+    assert_eq!(state_of(&sm.kv), state_of(&reference.kv));
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(8));
+    drop((sm, db));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn an_installed_snapshot_is_not_undone_by_the_last_apply_when_the_store_opens() {
+    let n: u64 = rand::random();
+    let dir = std::env::temp_dir().join(format!("raftcast-sm-install-{n:016x}"));
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    // The snapshot: a state that applied entries to another room.
+    let src_db = sled::Config::new().temporary(true).open().unwrap();
+    let mut src = SmStore::new(&src_db, &dir.join("src")).unwrap();
+    src.apply((1..=5).map(|i| publish(i, "other")).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    let snap = src
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let installed = {
+        let db = sled::Config::new().path(dir.join("a")).open().unwrap();
+        let mut sm = SmStore::new(&db, &dir.join("a")).unwrap();
+        sm.apply((1..=3).map(|i| publish(i, "r1")).collect::<Vec<_>>())
+            .await
+            .unwrap();
+        sm.install_snapshot(&snap.meta, snap.snapshot)
+            .await
+            .unwrap();
+        let installed = state_of(&sm.kv);
+        // The snapshot's pairs, plus the membership it carries.
+        let mut expected = state_of(&src.kv);
+        expected.push((
+            meta(state::meta::MEMBERSHIP),
+            enc(&Some(snap.meta.last_membership.clone())).unwrap(),
+        ));
+        expected.sort();
+        assert_eq!(installed, expected);
+        installed
+    };
+    let db = reopen(&dir.join("a"));
+    let sm = SmStore::new(&db, &dir.join("a")).unwrap();
+    assert_eq!(state_of(&sm.kv), installed);
+    drop((sm, db));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_snapshot_kept_in_sled_by_an_older_version_moves_to_the_file() {
+    let n: u64 = rand::random();
+    let dir = std::env::temp_dir().join(format!("raftcast-sm-migrate-{n:016x}"));
+    let old = SnapshotFile {
+        meta: SnapshotMeta {
+            last_log_id: Some(LogId::new(CommittedLeaderId::new(2, 1), 42)),
+            last_membership: StoredMembership::default(),
+            snapshot_id: "2-42-1".into(),
+        },
+        data: enc(&Vec::<Pair>::new()).unwrap(),
+    };
+    {
+        let db = sled::Config::new().path(&dir).open().unwrap();
+        let snap = db.open_tree("sm_snapshot").unwrap();
+        snap.insert(CURRENT, enc(&old).unwrap()).unwrap();
+        db.flush().unwrap();
+    }
+    let db = reopen(&dir);
+    let _sm = SmStore::new(&db, &dir).unwrap();
+    let moved = SnapDir::new(&dir)
+        .read()
+        .unwrap()
+        .expect("moved to the file");
+    assert_eq!(moved.meta.snapshot_id, "2-42-1");
+    let snap = db.open_tree("sm_snapshot").unwrap();
+    assert!(snap.get(CURRENT).unwrap().is_none(), "left in sled");
+    drop(db);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+fn socket_record() -> Pair {
+    let info = crate::types::SocketInfo {
+        node: 1,
+        pid: "p".into(),
+        user_id: "u1".into(),
+        session_id: None,
+        rooms: vec!["x".into()],
+    };
+    (b"K\0\0\0\x01a".to_vec(), enc(&info).unwrap())
+}
+
+/// Records in the layout of an older version: a per-room count (`r`), a per-user count
+/// (`u`) and a node → socket index entry (`N`), beside a socket record that stays.
+fn legacy_and_current() -> Vec<Pair> {
+    vec![
+        (b"r\0\0\0\x01x".to_vec(), enc(&1u64).unwrap()),
+        (b"u\0\0\0\x02u1".to_vec(), enc(&1u64).unwrap()),
+        (
+            b"N\0\0\0\0\0\0\0\x01\0\0\0\x01a".to_vec(),
+            enc(&()).unwrap(),
+        ),
+        socket_record(),
+    ]
+}
+
+#[test]
+fn at_open_older_records_are_dropped_and_counters_recounted() {
+    let n: u64 = rand::random();
+    let dir = std::env::temp_dir().join(format!("raftcast-sm-legacy-{n:016x}"));
+    {
+        let db = sled::Config::new().path(&dir).open().unwrap();
+        let tree = db.open_tree("sm").unwrap();
+        for (k, v) in legacy_and_current() {
+            tree.insert(k, v).unwrap();
+        }
+        // Counters that drifted: 5 users where the one socket record says 1.
+        tree.insert(state::apply::meta_global(b"users"), enc(&5u64).unwrap())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let db = reopen(&dir);
+    let sm = SmStore::new(&db, &dir).unwrap();
+    let pairs = state_of(&sm.kv);
+    assert!(pairs.iter().all(|(k, _)| !is_legacy(k)), "{pairs:?}");
+    assert!(pairs.contains(&socket_record()));
+    let stats = state::read::stats(&sm.kv).unwrap();
+    assert_eq!((stats.unique_users, stats.room_count), (1, 1));
+    assert_eq!(stats.connections_per_node.get(&1), Some(&1));
+    drop((sm, db));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_snapshot_made_by_an_older_version_installs_without_its_legacy_records() {
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let tree = db.open_tree("sm").unwrap();
+    tree.insert(b"stale", b"gone".to_vec()).unwrap();
+    restore(&tree, &enc(&legacy_and_current()).unwrap()).unwrap();
+    assert_eq!(state_of(&SledKv(tree)), vec![socket_record()]);
+}
