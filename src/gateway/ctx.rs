@@ -34,13 +34,26 @@ impl std::fmt::Debug for SocketCtx {
     }
 }
 
+/// The one clock every limiter reads. Making a clock (quanta's) runs `cpuid`, which traps to
+/// the hypervisor on a VM: about 25 µs per limiter on this machine against 0.06 µs for a copy
+/// of a shared one, and every socket that subscribes makes two limiters.
+pub(crate) fn clock() -> &'static DefaultClock {
+    static CLOCK: OnceLock<DefaultClock> = OnceLock::new();
+    CLOCK.get_or_init(DefaultClock::default)
+}
+
+/// A limiter on the shared [`clock`].
+pub(crate) fn limiter(quota: Quota) -> DefaultDirectRateLimiter {
+    RateLimiter::direct_with_clock(quota, clock().clone())
+}
+
 fn quota(per_second: u32) -> Quota {
     Quota::per_second(NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN))
 }
 
 fn check(limiter: &DefaultDirectRateLimiter, what: &str) -> Result<(), GatewayError> {
     limiter.check().map_err(|not_until| {
-        let wait: Duration = not_until.wait_time_from(DefaultClock::default().now());
+        let wait: Duration = not_until.wait_time_from(clock().now());
         GatewayError::RateLimit {
             message: format!("too many {what}; retry later"),
             retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1),
@@ -61,8 +74,8 @@ impl SocketCtx {
     fn limiters(&self) -> &Limiters {
         self.limiters.get_or_init(|| {
             Box::new(Limiters {
-                events: RateLimiter::direct(quota(self.event_rate)),
-                subscriptions: RateLimiter::direct(quota(self.subscribe_rate)),
+                events: limiter(quota(self.event_rate)),
+                subscriptions: limiter(quota(self.subscribe_rate)),
             })
         })
     }

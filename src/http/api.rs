@@ -99,7 +99,7 @@ async fn guard(
     if let Some(limiter) = &state.api_limiter {
         if let Err(nu) = limiter.check() {
             use governor::clock::Clock;
-            let wait = nu.wait_time_from(governor::clock::DefaultClock::default().now());
+            let wait = nu.wait_time_from(crate::gateway::ctx::clock().now());
             return ApiError(GatewayError::RateLimit {
                 message: "API rate limit reached".into(),
                 retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(1000).max(1),

@@ -40,7 +40,7 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     pub fn new(config: Config, gateway: Gateway, io: Io, api_key: String) -> AppState {
         let api_limiter = std::num::NonZeroU32::new(config.api_rate)
-            .map(|n| governor::RateLimiter::direct(governor::Quota::per_second(n)));
+            .map(|n| crate::gateway::ctx::limiter(governor::Quota::per_second(n)));
         AppState {
             config,
             gateway,
