@@ -4,9 +4,9 @@
 //! Durability: log appends and votes are acknowledged only after they are flushed to disk
 //! (appends by one group fsync per batch of appends, [`group_flush`]). The state
 //! machine's writes of one `apply()` call are made atomic by a redo record ([`redo`]) and
-//! are not flushed on every apply: sled recovers a consistent prefix of its writes after a crash, and whatever the
-//! state machine lost is re-applied from the (flushed) log, which is only purged up to a
-//! snapshot that is itself flushed. sled survives process kills; it does not promise
+//! are not flushed on every apply: sled recovers a consistent prefix of its writes after a
+//! crash, and whatever the state machine lost is re-applied from the (flushed) log, which is
+//! only purged up to a snapshot that is itself flushed. sled survives process kills; it does not promise
 //! durability across power loss.
 
 // openraft's trait methods return its own (large) `StorageError`; helpers share that type.

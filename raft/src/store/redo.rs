@@ -14,8 +14,11 @@
 //! snapshot install removes the record (the tree it described is gone), after marking
 //! itself as installing.
 //!
-//! Readers see the changes appear one by one, as they could see a batch's appear during a
-//! scan; the events of an entry are delivered only once all its changes are written.
+//! Readers may see one call's changes appear one by one (a batch hid them from point reads,
+//! though not from a scan in progress). Nothing relies on seeing them together: an entry's
+//! events are delivered only once all its changes are written, and connection state
+//! recovery replays only entries up to the last one delivered. The record stays until the
+//! next call replaces it: its size is that of the last call's changes.
 
 use std::collections::BTreeMap;
 
