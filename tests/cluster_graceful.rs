@@ -5,6 +5,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod cluster_common;
+mod ports;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -6,6 +6,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod cluster_common;
+mod ports;
 
 use std::time::{Duration, Instant};
 

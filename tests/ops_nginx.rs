@@ -15,6 +15,7 @@
 
 mod cluster_common;
 mod ops_common;
+mod ports;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

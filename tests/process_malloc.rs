@@ -4,6 +4,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod ops_common;
+mod ports;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

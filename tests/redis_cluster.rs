@@ -9,6 +9,7 @@
 #[allow(unused_imports)]
 #[path = "cluster_common/mod.rs"]
 mod cluster_common;
+mod ports;
 mod redis_support;
 
 use std::time::Duration;

@@ -10,6 +10,7 @@
 #[allow(unused_imports)]
 #[path = "cluster_common/mod.rs"]
 mod cluster_common;
+mod ports;
 mod redis_support;
 
 use std::path::PathBuf;

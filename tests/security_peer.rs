@@ -18,18 +18,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
+mod ports;
+use ports::free_port;
+
 const BIN: &str = env!("CARGO_BIN_EXE_raftcast");
 const API_KEY: &str = "sec-api-key-Qx7Lp2Vb9Kd4";
 const SECRET: &str = "sec-cluster-secret-Hm3Zr8Tn5Wc1";
 const JWT_SECRET: &str = "sec-jwt-secret-Yf6Ds0Gj2Ue8";
 const WRONG_KEY: &str = "wrong-api-key-Ab1Cd2Ef3Gh4";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
 
 struct Node {
     child: Child,

@@ -25,24 +25,7 @@ pub const API_KEY: &str = "cluster-test-api-key-0123456789";
 pub const SECRET: &str = "cluster-test-secret-0123456789";
 const BIN: &str = env!("CARGO_BIN_EXE_raftcast");
 
-/// A free loopback port: below the kernel's ephemeral range (so no outgoing connection
-/// takes it meanwhile), bindable now, and never handed out twice by this process.
-pub fn free_port() -> u16 {
-    static USED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
-    let mut used = USED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    loop {
-        let p: u16 = rand::random_range(20_000..32_000);
-        if used.contains(&p) {
-            continue;
-        }
-        if std::net::TcpListener::bind(("127.0.0.1", p)).is_ok() {
-            used.push(p);
-            return p;
-        }
-    }
-}
+pub use crate::ports::free_port;
 
 fn temp_dir(tag: &str) -> PathBuf {
     let n: u64 = rand::random();

@@ -23,11 +23,7 @@ pub fn bin() -> String {
     std::env::var("RAFTCAST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_raftcast").to_owned())
 }
 
-/// A free loopback port (bound to :0, then released).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind :0");
-    l.local_addr().expect("local addr").port()
-}
+pub use crate::ports::free_port;
 
 pub fn temp_dir(tag: &str) -> PathBuf {
     let n: u64 = rand::random();
