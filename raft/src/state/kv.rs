@@ -2,7 +2,8 @@
 //!
 //! The state machine logic only needs point reads, prefix scans and buffered writes. On disk it
 //! runs over a sled tree, in unit tests over [`MemKv`]; in both cases writes go through an
-//! [`Overlay`] whose changes are committed atomically after a batch of entries is applied.
+//! [`Overlay`] whose changes are committed atomically after a batch of entries is applied
+//! (on disk: `store/redo.rs`).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -11,6 +12,9 @@ use super::StateError;
 
 /// A key-value pair as owned bytes.
 pub type Pair = (Vec<u8>, Vec<u8>);
+
+/// An overlay's buffered changes: each key's new value (`None` = delete).
+pub type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// Iterator over pairs (fallible, as on-disk reads can fail).
 pub type PairIter<'a> = Box<dyn Iterator<Item = Result<Pair, StateError>> + 'a>;
@@ -107,7 +111,7 @@ impl<'b, B: KvRead + ?Sized> Overlay<'b, B> {
     }
 
     /// The buffered changes (`None` = delete), to commit atomically.
-    pub fn into_changes(self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+    pub fn into_changes(self) -> Changes {
         self.pending
     }
 }

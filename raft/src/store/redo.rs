@@ -20,9 +20,8 @@
 //! recovery replays only entries up to the last one delivered. The record stays until the
 //! next call replaces it: its size is that of the last call's changes.
 
-use std::collections::BTreeMap;
-
 use crate::state::keys::{dec, enc};
+use crate::state::kv::Changes;
 use crate::state::StateError;
 
 /// Key (in the meta tree) of the redo record of the last `apply()` call.
@@ -30,6 +29,14 @@ pub(crate) const APPLYING: &[u8] = b"applying";
 
 /// One change: the key and its new value (`None`: deleted).
 type Change = (Vec<u8>, Option<Vec<u8>>);
+
+/// Writes one change to `tree`.
+fn put_change(tree: &sled::Tree, key: &[u8], value: Option<&[u8]>) -> Result<(), sled::Error> {
+    match value {
+        Some(v) => tree.insert(key, v).map(drop),
+        None => tree.remove(key).map(drop),
+    }
+}
 
 /// Errors writing or replaying a redo record.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +54,7 @@ pub enum RedoError {
 pub(crate) fn write(
     tree: &sled::Tree,
     meta: &sled::Tree,
-    changes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    changes: &Changes,
     stop_after: Option<usize>,
 ) -> Result<(), RedoError> {
     if changes.is_empty() {
@@ -62,10 +69,7 @@ pub(crate) fn write(
         if stop_after.is_some_and(|s| n >= s) {
             break;
         }
-        match v {
-            Some(v) => tree.insert(&k[..], &v[..])?,
-            None => tree.remove(&k[..])?,
-        };
+        put_change(tree, k, v.as_deref())?;
     }
     Ok(())
 }
@@ -78,10 +82,7 @@ pub(crate) fn redo(tree: &sled::Tree, meta: &sled::Tree) -> Result<bool, RedoErr
     };
     let changes: Vec<Change> = dec(&record)?;
     for (k, v) in changes {
-        match v {
-            Some(v) => tree.insert(k, v)?,
-            None => tree.remove(k)?,
-        };
+        put_change(tree, &k, v.as_deref())?;
     }
     meta.remove(APPLYING)?;
     Ok(true)
@@ -92,7 +93,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn changes(n: u8) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
+    fn changes(n: u8) -> Changes {
         (0..n)
             .map(|i| {
                 let v = (i % 3 != 0).then(|| vec![i; 40]);
@@ -140,7 +141,7 @@ mod tests {
     fn nothing_to_write_leaves_no_record() {
         let db = sled::Config::new().temporary(true).open().unwrap();
         let (tree, meta) = (db.open_tree("t").unwrap(), db.open_tree("m").unwrap());
-        write(&tree, &meta, &BTreeMap::new(), None).unwrap();
+        write(&tree, &meta, &Changes::new(), None).unwrap();
         assert!(meta.get(APPLYING).unwrap().is_none());
     }
 }

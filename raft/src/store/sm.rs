@@ -5,7 +5,6 @@
 //! ([`super::capture`]) and kept in a file beside sled ([`super::snapfile`]); installing one
 //! replaces the tree.
 
-use std::collections::BTreeMap;
 use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
@@ -22,7 +21,7 @@ use super::redo;
 use super::snapfile::{SnapDir, SnapshotFile};
 use super::{read_err, write_err, SledKv, StoreError};
 use crate::state::keys::{dec, enc, get, is_legacy, meta, put, LEGACY};
-use crate::state::kv::{Overlay, Pair};
+use crate::state::kv::{Changes, Overlay, Pair};
 use crate::state::{self, apply_entry};
 use crate::types::{Applied, EntryResponse, NodeId, NodeInfo, TypeConfig};
 
@@ -189,9 +188,6 @@ fn restore(tree: &sled::Tree, data: &[u8]) -> Result<(), StoreError> {
     tree.apply_batch(batch)?;
     Ok(())
 }
-
-/// An overlay's changes: each key's new value (`None` = delete).
-type Changes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// An overlay's changes as one sled batch.
 fn batch_of(changes: Changes) -> sled::Batch {

@@ -30,6 +30,20 @@ fn publish(index: u64, room: &str) -> Entry<TypeConfig> {
     }
 }
 
+/// A fresh directory under the system's temp dir.
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let n: u64 = rand::random();
+    std::env::temp_dir().join(format!("raftcast-sm-{tag}-{n:016x}"))
+}
+
+/// A store on a temporary sled database, with its snapshot files in `dir`.
+fn scratch_store(dir: &Path) -> (sled::Db, SmStore) {
+    std::fs::create_dir_all(dir).unwrap();
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let sm = SmStore::new(&db, dir).unwrap();
+    (db, sm)
+}
+
 /// Opens the database at `dir` again. sled's I/O threads can hold the directory's lock
 /// for a moment after the previous handle is dropped, so the open is retried until it
 /// succeeds or 10 s pass.
@@ -56,14 +70,11 @@ fn state_of(kv: &SledKv) -> Vec<(Vec<u8>, Vec<u8>)> {
 
 #[tokio::test]
 async fn a_snapshot_built_while_applies_go_on_is_the_state_at_its_index() {
-    let n: u64 = rand::random();
-    let dir = std::env::temp_dir().join(format!("raftcast-sm-capture-{n:016x}"));
+    let dir = temp_dir("capture");
     let db = sled::Config::new().path(dir.join("a")).open().unwrap();
-    std::fs::create_dir_all(dir.join("ref")).unwrap();
     let mut sm = SmStore::new(&db, &dir.join("a")).unwrap();
     // The same first 20 entries on a second store, as the reference state.
-    let ref_db = sled::Config::new().temporary(true).open().unwrap();
-    let mut reference = SmStore::new(&ref_db, &dir.join("ref")).unwrap();
+    let (_ref_db, mut reference) = scratch_store(&dir.join("ref"));
     let first: Vec<_> = (1..=20)
         .map(|i| publish(i, ["r1", "r2"][i as usize % 2]))
         .collect();
@@ -88,11 +99,8 @@ async fn a_snapshot_built_while_applies_go_on_is_the_state_at_its_index() {
 
 #[tokio::test]
 async fn an_apply_cut_short_by_a_crash_is_whole_when_the_store_opens_again() {
-    let n: u64 = rand::random();
-    let dir = std::env::temp_dir().join(format!("raftcast-sm-redo-{n:016x}"));
-    std::fs::create_dir_all(dir.join("ref")).unwrap();
-    let ref_db = sled::Config::new().temporary(true).open().unwrap();
-    let mut reference = SmStore::new(&ref_db, &dir.join("ref")).unwrap();
+    let dir = temp_dir("redo");
+    let (_ref_db, mut reference) = scratch_store(&dir.join("ref"));
     let entries: Vec<_> = (1..=8).map(|i| publish(i, "r1")).collect();
     reference.apply(entries.clone()).await.unwrap();
     {
@@ -117,12 +125,9 @@ async fn an_apply_cut_short_by_a_crash_is_whole_when_the_store_opens_again() {
 
 #[tokio::test]
 async fn an_installed_snapshot_is_not_undone_by_the_last_apply_when_the_store_opens() {
-    let n: u64 = rand::random();
-    let dir = std::env::temp_dir().join(format!("raftcast-sm-install-{n:016x}"));
-    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let dir = temp_dir("install");
     // The snapshot: a state that applied entries to another room.
-    let src_db = sled::Config::new().temporary(true).open().unwrap();
-    let mut src = SmStore::new(&src_db, &dir.join("src")).unwrap();
+    let (_src_db, mut src) = scratch_store(&dir.join("src"));
     src.apply((1..=5).map(|i| publish(i, "other")).collect::<Vec<_>>())
         .await
         .unwrap();
@@ -161,8 +166,7 @@ async fn an_installed_snapshot_is_not_undone_by_the_last_apply_when_the_store_op
 
 #[test]
 fn a_snapshot_kept_in_sled_by_an_older_version_moves_to_the_file() {
-    let n: u64 = rand::random();
-    let dir = std::env::temp_dir().join(format!("raftcast-sm-migrate-{n:016x}"));
+    let dir = temp_dir("migrate");
     let old = SnapshotFile {
         meta: SnapshotMeta {
             last_log_id: Some(LogId::new(CommittedLeaderId::new(2, 1), 42)),
@@ -216,8 +220,7 @@ fn legacy_and_current() -> Vec<Pair> {
 
 #[test]
 fn at_open_older_records_are_dropped_and_counters_recounted() {
-    let n: u64 = rand::random();
-    let dir = std::env::temp_dir().join(format!("raftcast-sm-legacy-{n:016x}"));
+    let dir = temp_dir("legacy");
     {
         let db = sled::Config::new().path(&dir).open().unwrap();
         let tree = db.open_tree("sm").unwrap();
