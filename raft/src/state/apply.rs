@@ -4,7 +4,7 @@ use crate::types::{
     Applied, Command, EntryResponse, HistoryEvent, NodeId, Request, Response, Session, SocketInfo,
 };
 
-use super::keys::{self, get, meta, put, Key, KeyReader};
+use super::keys::{self, dec, get, meta, put, Key, KeyReader};
 use super::kv::Kv;
 use super::sockets::{add_member, open_socket, remove_member, remove_socket, sockets_of_node};
 use super::{Detached, RoomMeta, StateError};
@@ -32,6 +32,7 @@ pub fn apply_entry<K: Kv + ?Sized>(
         out,
     };
     let mut res = Vec::with_capacity(req.cmds.len());
+    let mut stored_ids = Vec::new();
     for (pos, cmd) in req.cmds.iter().enumerate() {
         let id = req.ids.get(pos).copied().unwrap_or(0);
         let pos = u32::try_from(pos).unwrap_or(u32::MAX);
@@ -43,15 +44,15 @@ pub fn apply_entry<K: Kv + ?Sized>(
             }
             let r = ctx.apply(cmd, pos)?;
             put(ctx.kv, key, &r)?;
-            put(
-                ctx.kv,
-                Key::tag(keys::PROPOSAL_EXP).n(now).n(id).build(),
-                &(),
-            )?;
+            stored_ids.push(id);
             res.push(r);
         } else {
             res.push(ctx.apply(cmd, pos)?);
         }
+    }
+    if !stored_ids.is_empty() {
+        let key = Key::tag(keys::PROPOSAL_ENTRY).n(now).n(index).build();
+        put(ctx.kv, key, &stored_ids)?;
     }
     Ok(res)
 }
@@ -199,6 +200,7 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
         if durable {
             rm.last_offset += 1;
             rm.max = history_max;
+            let ttl_shrank = history_ttl_ms < rm.ttl_ms;
             rm.ttl_ms = history_ttl_ms;
             let ev = HistoryEvent {
                 offset: rm.last_offset,
@@ -212,7 +214,7 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
             if rm.first.is_none() {
                 rm.first = Some(rm.last_offset);
             }
-            trim_room(self.kv, room, &mut rm, self.now)?;
+            trim_room(self.kv, room, &mut rm, self.now, ttl_shrank)?;
             put(self.kv, meta_key, &rm)?;
         }
         self.out.push(Applied::Published {
@@ -361,13 +363,36 @@ fn detach<K: Kv + ?Sized>(
     put(kv, key, &d)
 }
 
-/// Drop the oldest events of `room` beyond its count or age limit; re-index its expiry.
+/// Drop the oldest events of `room` beyond its count or age limit; keep its expiry indexed.
+///
+/// The index (`rm.expires_at_ms` and its `T` key) holds a time no later than the oldest
+/// retained event's expiry, not necessarily that expiry itself. While that time is still
+/// ahead, no retained event can have expired (events leave from the front and their
+/// timestamps only grow), so a publish trims by count alone: no read of the oldest event and
+/// no re-indexing, where an exact index would move its key on every publish of a full room.
+/// When the time comes, garbage collection calls this again with `now` past it, and the
+/// exact path below trims what expired and indexes the new oldest event's expiry. A shorter
+/// TTL (`ttl_shrank`) can make the index late, so it also takes the exact path.
 fn trim_room<K: Kv + ?Sized>(
     kv: &mut K,
     room: &str,
     rm: &mut RoomMeta,
     now: u64,
+    ttl_shrank: bool,
 ) -> Result<(), StateError> {
+    let index_ahead = rm.ttl_ms > 0 && !ttl_shrank && rm.expires_at_ms.is_some_and(|e| e > now);
+    if index_ahead {
+        while let Some(first) = rm.first {
+            if rm.last_offset - first < u64::from(rm.max) {
+                break;
+            }
+            kv.del(history_key(room, first));
+            rm.first = (first < rm.last_offset).then_some(first + 1);
+        }
+        if rm.first.is_some() {
+            return Ok(());
+        }
+    }
     let mut first_ts = None;
     while let Some(first) = rm.first {
         let count = rm.last_offset - first + 1;
@@ -416,17 +441,33 @@ fn due<K: Kv + ?Sized>(kv: &K, tag: u8, now: u64) -> Result<Vec<(u64, String)>, 
 /// oldest event expired.
 fn gc<K: Kv + ?Sized>(kv: &mut K, now: u64) -> Result<(), StateError> {
     let horizon = now.saturating_sub(super::DEDUP_WINDOW_MS);
-    let mut old = Vec::new();
+    let (mut old, mut ids) = (Vec::new(), 0);
+    for pair in kv.scan(&[keys::PROPOSAL_ENTRY], None, false) {
+        let (k, v) = pair?;
+        if KeyReader::new(&k).n()? > horizon || ids >= GC_PER_ENTRY * 4 {
+            break;
+        }
+        let entry_ids = dec::<Vec<u64>>(&v)?;
+        ids += entry_ids.len();
+        old.push((k.to_vec(), entry_ids));
+    }
+    for (k, ids) in old {
+        kv.del(k);
+        for id in ids {
+            kv.del(Key::tag(keys::PROPOSAL).n(id).build());
+        }
+    }
+    let mut legacy = Vec::new();
     for pair in kv.scan(&[keys::PROPOSAL_EXP], None, false) {
         let (k, _) = pair?;
         let mut r = KeyReader::new(&k);
         let ts = r.n()?;
-        if ts > horizon || old.len() >= GC_PER_ENTRY * 4 {
+        if ts > horizon || legacy.len() >= GC_PER_ENTRY * 4 {
             break;
         }
-        old.push((k.to_vec(), r.n()?));
+        legacy.push((k.to_vec(), r.n()?));
     }
-    for (k, id) in old {
+    for (k, id) in legacy {
         kv.del(k);
         kv.del(Key::tag(keys::PROPOSAL).n(id).build());
     }
@@ -441,7 +482,7 @@ fn gc<K: Kv + ?Sized>(kv: &mut K, now: u64) -> Result<(), StateError> {
         let meta_key = Key::tag(keys::ROOM_META).s(&room).build();
         match get::<RoomMeta, _>(kv, &meta_key)? {
             Some(mut rm) => {
-                trim_room(kv, &room, &mut rm, now)?;
+                trim_room(kv, &room, &mut rm, now, false)?;
                 if rm.expires_at_ms != Some(exp) {
                     kv.del(room_exp_key(exp, &room));
                 }

@@ -46,7 +46,12 @@ pub const HISTORY: u8 = b'h';
 pub const ROOM_EXP: u8 = b'T';
 /// `P | id` → the first result of a proposal id (dedup of retried proposals).
 pub const PROPOSAL: u8 = b'P';
-/// `p | ts | id` → expiry index of proposal results.
+/// `q | ts | index` → the proposal ids whose results the entry at log `index` stored: their
+/// expiry index, one record per entry rather than one per proposal.
+pub const PROPOSAL_ENTRY: u8 = b'q';
+/// `p | ts | id` → (): the expiry index older versions wrote, one record per proposal. Still
+/// collected with the results it names, so a state written by an older version (or by an
+/// older node during a rolling upgrade) loses nothing.
 pub const PROPOSAL_EXP: u8 = b'p';
 
 /// Whether `key` is one of the [`LEGACY`] records, dropped when a state is loaded.

@@ -6,6 +6,10 @@
 //! same state from the same log.
 
 pub mod apply;
+#[cfg(test)]
+mod dedup_tests;
+#[cfg(test)]
+mod history_tests;
 pub mod keys;
 pub mod kv;
 pub mod read;

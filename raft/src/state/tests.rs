@@ -9,14 +9,14 @@ use super::kv::{Kv, KvRead, MemKv, Overlay};
 use super::*;
 use crate::types::{Applied, Command, Request, Response};
 
-struct Sm {
-    kv: MemKv,
+pub(super) struct Sm {
+    pub(super) kv: MemKv,
     index: u64,
     applied: Vec<Applied>,
 }
 
 impl Sm {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         let mut sm = Sm {
             kv: MemKv::default(),
             index: 0,
@@ -26,12 +26,12 @@ impl Sm {
         sm
     }
 
-    fn run(&mut self, ts_ms: u64, cmds: Vec<Command>) -> Vec<Result<Response, String>> {
+    pub(super) fn run(&mut self, ts_ms: u64, cmds: Vec<Command>) -> Vec<Result<Response, String>> {
         let ids = vec![0; cmds.len()];
         self.run_ids(ts_ms, cmds, ids)
     }
 
-    fn run_ids(
+    pub(super) fn run_ids(
         &mut self,
         ts_ms: u64,
         cmds: Vec<Command>,
@@ -51,12 +51,12 @@ impl Sm {
         res
     }
 
-    fn one(&mut self, ts_ms: u64, cmd: Command) -> Response {
+    pub(super) fn one(&mut self, ts_ms: u64, cmd: Command) -> Response {
         self.run(ts_ms, vec![cmd]).remove(0).unwrap()
     }
 }
 
-fn publish(room: &str, durable: bool, max: u32, ttl: u64) -> Command {
+pub(super) fn publish(room: &str, durable: bool, max: u32, ttl: u64) -> Command {
     Command::Publish {
         room: room.into(),
         event: "ev".into(),
@@ -467,35 +467,6 @@ fn snapshot_restore_gives_identical_state() {
         );
     }
     assert_eq!(sm.kv, other.kv);
-}
-
-#[test]
-fn a_retried_proposal_is_applied_once() {
-    let mut sm = Sm::new();
-    let first = sm.run_ids(1_000, vec![publish("r", true, 100, 0)], vec![42]);
-    let events = sm.applied.len();
-    // The same proposal again (a retry after an unknown outcome), in a later entry and
-    // next to a new one: the retry gets the first result, the new one the next offset.
-    let again = sm.run_ids(
-        2_000,
-        vec![publish("r", true, 100, 0), publish("r", true, 100, 0)],
-        vec![42, 43],
-    );
-    assert_eq!(again[0], first[0]);
-    match (&first[0], &again[1]) {
-        (Ok(Response::Published { offset: a, .. }), Ok(Response::Published { offset: b, .. })) => {
-            assert_eq!((*a, *b), (1, 2));
-        }
-        other => panic!("unexpected {other:?}"),
-    }
-    assert_eq!(sm.applied.len(), events + 1, "the retry emitted nothing");
-    // After the dedup window the id is forgotten (and the record collected).
-    let later = 2_000 + DEDUP_WINDOW_MS + 1;
-    let third = sm.run_ids(later, vec![publish("r", true, 100, 0)], vec![42]);
-    match &third[0] {
-        Ok(Response::Published { offset, .. }) => assert_eq!(*offset, 3),
-        other => panic!("unexpected {other:?}"),
-    }
 }
 
 /// What the counters must say, worked out from the socket records alone.
