@@ -10,6 +10,12 @@ use serde::{Deserialize, Serialize};
 /// Identifier of a node in the Raft group.
 pub type NodeId = u64;
 
+/// The room every socket of `user_id` is in, from its connection to its close (CONTRACT §2:
+/// `user:<userId>`). A socket cannot leave it; the user's presence is its membership.
+pub fn user_room(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
 /// What the membership config stores about each node.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
@@ -45,7 +51,8 @@ pub enum Command {
         history_max: u32,
         history_ttl_ms: u64,
     },
-    /// A socket connected on `node`.
+    /// A socket connected on `node`. It is always a member of its user's room
+    /// ([`user_room`]), whether or not `rooms` names it: presence is that room's membership.
     SocketOpen {
         node: NodeId,
         sid: String,

@@ -243,8 +243,13 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
         let Some(mut info) = get::<SocketInfo, _>(self.kv, &key)? else {
             return Ok(Err(format!("unknown socket {sid}")));
         };
+        let own = crate::types::user_room(&info.user_id);
         for room in rooms {
             let present = info.rooms.iter().any(|r| r == room);
+            if !join && *room == own {
+                // A socket stays in its user's room until it closes (presence is that room).
+                continue;
+            }
             if join && !present {
                 info.rooms.push(room.clone());
                 add_member(self.kv, room, sid, info.node)?;

@@ -20,18 +20,18 @@ pub const SESSION_EXP: u8 = b'E';
 pub const SOCKET: u8 = b'K';
 /// room, sid → node
 pub const ROOM_MEMBER: u8 = b'R';
-/// user, sid → node
-pub const USER_SOCKET: u8 = b'U';
 /// node → connection count
 pub const NODE_COUNT: u8 = b'C';
 /// Tags older versions wrote and this one no longer does: per-room member counts (`r`),
-/// per-user socket counts (`u`) and the node → socket index (`N`). Every socket cost three
-/// more records on every node, each a sled key held in memory (about 240 B apiece), for
-/// answers the remaining records give: whether a room or user has any member left is the
-/// first key under its prefix, and a node's sockets are found by reading the socket records
-/// when the node starts or is purged, which is rare. [`LEGACY`] keys are removed when a
-/// state is opened or a snapshot installed.
-pub const LEGACY: [u8; 3] = [b'r', b'u', b'N'];
+/// per-user socket counts (`u`), the node → socket index (`N`) and the user → socket index
+/// (`U`: user, sid → node). Every socket cost four more records on every node, each a sled
+/// key held in memory (about 240 B apiece), for answers the remaining records give: whether
+/// a room or user has any member left is the first key under its prefix, a node's sockets are
+/// found by reading the socket records when the node starts or is purged, which is rare, and
+/// a user's sockets are the members of the user's room, which every socket is in
+/// ([`crate::types::user_room`]). [`LEGACY`] keys are removed when a state is opened or a
+/// snapshot installed.
+pub const LEGACY: [u8; 4] = [b'r', b'u', b'N', b'U'];
 /// global counters
 pub const GLOBAL: u8 = b'G';
 /// pid → Detached

@@ -99,12 +99,12 @@ fn pairs_node<K: KvRead + ?Sized>(
     Ok(out)
 }
 
-/// Sockets of a user, cluster-wide.
+/// Sockets of a user, cluster-wide: the members of the user's room, which every socket is in.
 pub fn presence<K: KvRead + ?Sized>(
     kv: &K,
     user_id: &str,
 ) -> Result<Vec<(NodeId, String)>, StateError> {
-    pairs_node(kv, Key::tag(keys::USER_SOCKET).s(user_id).build())
+    room_members(kv, &crate::types::user_room(user_id))
 }
 
 /// Sockets in a room, cluster-wide.

@@ -1,15 +1,17 @@
-//! The connected sockets in the replicated state: their records, the room and user indexes
-//! beside them, and the counters kept from them.
+//! The connected sockets in the replicated state: their records, the room index beside them,
+//! and the counters kept from them.
 //!
-//! A socket is three kinds of record on every node: `K` (sid → its info), `R` (room, sid →
-//! node) for each of its rooms and `U` (user, sid → node). The per-node connection counts and
-//! the global unique-user and room counters change when a socket opens or closes or a room or
-//! user gains its first or loses its last member, which the first key under the room's or
-//! user's prefix tells (no count record per room or user: see [`super::keys::LEGACY`]).
+//! A socket is two kinds of record on every node: `K` (sid → its info) and `R` (room, sid →
+//! node) for each of its rooms, one of which is always its user's room
+//! ([`crate::types::user_room`]): that room's members are the user's sockets, so no separate
+//! user index is kept. The per-node connection counts and the global unique-user and room
+//! counters change when a socket opens or closes or a room gains its first or loses its last
+//! member, which the first key under the room's prefix tells (no count record per room or
+//! user: see [`super::keys::LEGACY`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::types::{NodeId, SocketInfo};
+use crate::types::{user_room, NodeId, SocketInfo};
 
 use super::apply::meta_global;
 use super::keys::{self, add, get, put, Key, KeyReader};
@@ -60,18 +62,17 @@ fn any_left<K: Kv + ?Sized>(kv: &K, prefix: &[u8], removed: &[u8]) -> Result<boo
 pub(super) fn open_socket<K: Kv + ?Sized>(
     kv: &mut K,
     sid: &str,
-    info: SocketInfo,
+    mut info: SocketInfo,
 ) -> Result<(), StateError> {
     remove_socket(kv, sid)?;
     add(kv, Key::tag(keys::NODE_COUNT).n(info.node).build(), 1)?;
-    if !any_under(kv, &Key::tag(keys::USER_SOCKET).s(&info.user_id).build())? {
+    let own = user_room(&info.user_id);
+    if !info.rooms.contains(&own) {
+        info.rooms.insert(0, own.clone());
+    }
+    if !any_under(kv, &Key::tag(keys::ROOM_MEMBER).s(&own).build())? {
         add(kv, meta_global(b"users"), 1)?;
     }
-    put(
-        kv,
-        Key::tag(keys::USER_SOCKET).s(&info.user_id).s(sid).build(),
-        &info.node,
-    )?;
     for room in &info.rooms {
         add_member(kv, room, sid, info.node)?;
     }
@@ -88,14 +89,11 @@ pub(super) fn remove_socket<K: Kv + ?Sized>(
     };
     kv.del(key);
     add(kv, Key::tag(keys::NODE_COUNT).n(info.node).build(), -1)?;
-    let user = Key::tag(keys::USER_SOCKET).s(&info.user_id).build();
-    let key = Key::tag(keys::USER_SOCKET).s(&info.user_id).s(sid).build();
-    kv.del(key.clone());
-    if !any_left(kv, &user, &key)? {
-        add(kv, meta_global(b"users"), -1)?;
-    }
+    let own = user_room(&info.user_id);
     for room in &info.rooms {
-        remove_member(kv, room, sid)?;
+        if remove_member(kv, room, sid)? == Emptied::Yes && *room == own {
+            add(kv, meta_global(b"users"), -1)?;
+        }
     }
     Ok(Some(info))
 }
@@ -161,18 +159,26 @@ pub(super) fn add_member<K: Kv + ?Sized>(
     Ok(())
 }
 
+/// Whether a removal left its room without members.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Emptied {
+    Yes,
+    No,
+}
+
 pub(super) fn remove_member<K: Kv + ?Sized>(
     kv: &mut K,
     room: &str,
     sid: &str,
-) -> Result<(), StateError> {
+) -> Result<Emptied, StateError> {
     let key = Key::tag(keys::ROOM_MEMBER).s(room).s(sid).build();
     if kv.get(&key)?.is_none() {
-        return Ok(());
+        return Ok(Emptied::No);
     }
     kv.del(key.clone());
-    if !any_left(kv, &Key::tag(keys::ROOM_MEMBER).s(room).build(), &key)? {
-        add(kv, meta_global(b"rooms"), -1)?;
+    if any_left(kv, &Key::tag(keys::ROOM_MEMBER).s(room).build(), &key)? {
+        return Ok(Emptied::No);
     }
-    Ok(())
+    add(kv, meta_global(b"rooms"), -1)?;
+    Ok(Emptied::Yes)
 }

@@ -221,7 +221,8 @@ fn sockets_join_leave_close_recover_purge() {
     let st = read::stats(&sm.kv).unwrap();
     assert_eq!(st.connections_per_node.get(&1), Some(&1));
     assert_eq!(st.connections_per_node.get(&2), Some(&2));
-    assert_eq!((st.unique_users, st.room_count), (2, 2));
+    // Rooms: r, user:u1, and user:u2 (c is in its user's room though it named none).
+    assert_eq!((st.unique_users, st.room_count), (2, 3));
     assert_eq!(read::presence(&sm.kv, "u1").unwrap().len(), 2);
 
     sm.one(
@@ -349,6 +350,43 @@ fn sockets_join_leave_close_recover_purge() {
         },
     );
     assert!(read::socket(&sm.kv, "b2").unwrap().is_none());
+}
+
+#[test]
+fn presence_is_the_user_room_which_a_socket_cannot_leave() {
+    let mut sm = Sm::new();
+    // Opened without naming its user's room: it is in it all the same.
+    sm.one(100, open(1, "a", "u1", &["r"]));
+    sm.one(100, open(2, "b", "u1", &[]));
+    let mut p = read::presence(&sm.kv, "u1").unwrap();
+    p.sort();
+    assert_eq!(p, vec![(1, "a".to_string()), (2, "b".to_string())]);
+    let info = read::socket(&sm.kv, "a").unwrap().unwrap();
+    assert_eq!(info.rooms, vec!["user:u1".to_string(), "r".to_string()]);
+    // Leaving it is ignored; leaving another room is not.
+    sm.one(
+        101,
+        Command::Leave {
+            sid: "a".into(),
+            rooms: vec!["user:u1".into(), "r".into()],
+        },
+    );
+    assert_eq!(read::presence(&sm.kv, "u1").unwrap().len(), 2);
+    assert!(read::room_members(&sm.kv, "r").unwrap().is_empty());
+    assert_eq!(read::stats(&sm.kv).unwrap().unique_users, 1);
+    // The user counts until its last socket closes.
+    for (sid, users) in [("a", 1), ("b", 0)] {
+        sm.one(
+            102,
+            Command::SocketClose {
+                sid: sid.into(),
+                recoverable_for_ms: 0,
+            },
+        );
+        assert_eq!(read::stats(&sm.kv).unwrap().unique_users, users);
+    }
+    assert!(read::presence(&sm.kv, "u1").unwrap().is_empty());
+    assert_eq!(read::stats(&sm.kv).unwrap().room_count, 0);
 }
 
 #[test]

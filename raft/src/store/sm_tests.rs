@@ -205,10 +205,12 @@ fn socket_record() -> Pair {
 }
 
 /// Records in the layout of an older version: a per-room count (`r`), a per-user count
-/// (`u`) and a node → socket index entry (`N`), beside a socket record that stays.
+/// (`u`), a node → socket index entry (`N`) and a user → socket index entry (`U`), beside a
+/// socket record that stays.
 fn legacy_and_current() -> Vec<Pair> {
     vec![
         (b"r\0\0\0\x01x".to_vec(), enc(&1u64).unwrap()),
+        (b"U\0\0\0\x02u1\0\0\0\x01a".to_vec(), enc(&1u64).unwrap()),
         (b"u\0\0\0\x02u1".to_vec(), enc(&1u64).unwrap()),
         (
             b"N\0\0\0\0\0\0\0\x01\0\0\0\x01a".to_vec(),
