@@ -76,7 +76,7 @@ impl Sink for Gateway {
 
     fn session_revoked(&self, session_id: &str, user_id: &str) {
         let Some(ns) = self.0.ns.get() else { return };
-        for s in ns.room_sockets(&format!("user:{user_id}")) {
+        for s in ns.room_sockets(&raftcast_raft::user_room(user_id)) {
             let revoked = s
                 .state::<SocketCtx>()
                 .is_some_and(|c| c.identity.session_id.as_deref() == Some(session_id));

@@ -62,7 +62,7 @@ pub(super) fn handle(g: &Gateway, socket: &Arc<Socket>, ev: Event) -> Option<Box
 fn rooms_for(ctx: &SocketCtx, ev: &Event) -> Vec<String> {
     match ev.name.as_str() {
         "subscribe:portfolio" => vec![format!("portfolio:{}", ctx.user_id())],
-        "subscribe:trades" => vec![format!("user:{}", ctx.user_id())],
+        "subscribe:trades" => vec![raftcast_raft::user_room(ctx.user_id())],
         _ => ev
             .args
             .first()
@@ -106,7 +106,7 @@ fn handle_now(g: &Gateway, socket: &Arc<Socket>, mut ev: Event) {
             subscribe_room(g, socket, ctx, &arg, room).map(|v| ("subscribed:portfolio", v))
         }
         "subscribe:trades" => {
-            let room = format!("user:{}", ctx.user_id());
+            let room = raftcast_raft::user_room(ctx.user_id());
             subscribe_room(g, socket, ctx, &arg, room).map(|v| ("subscribed:trades", v))
         }
         "unsubscribe:portfolio" => ctx.check_subscription().map(|()| {

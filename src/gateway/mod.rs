@@ -177,7 +177,7 @@ impl Gateway {
         durable: bool,
     ) -> Result<Published, GatewayError> {
         validate::check_user_id(user_id)?;
-        self.emit_to_room(&format!("user:{user_id}"), event, data, durable)
+        self.emit_to_room(&raftcast_raft::user_room(user_id), event, data, durable)
             .await
     }
 
@@ -265,9 +265,9 @@ impl Handler for Gateway {
             let (restore, rooms) = match &req.recover {
                 Some((pid, offset)) => match g.restore(pid, offset, &identity).await {
                     Some((restore, rooms)) => (Some(restore), rooms),
-                    None => (None, vec![format!("user:{}", identity.user_id)]),
+                    None => (None, vec![raftcast_raft::user_room(&identity.user_id)]),
                 },
-                None => (None, vec![format!("user:{}", identity.user_id)]),
+                None => (None, vec![raftcast_raft::user_room(&identity.user_id)]),
             };
             let state = Arc::new(SocketCtx::new(
                 identity,

@@ -173,7 +173,7 @@ async fn emit(
         (Some(room), None) => room.to_owned(),
         (None, Some(user)) => {
             crate::gateway::validate::check_user_id(user)?;
-            format!("user:{user}")
+            raftcast_raft::user_room(user)
         }
         _ => return Err(invalid("give exactly one of room or userId")),
     };
