@@ -375,9 +375,10 @@ fn detach<K: Kv + ?Sized>(
 /// ahead, no retained event can have expired (events leave from the front and their
 /// timestamps only grow), so a publish trims by count alone: no read of the oldest event and
 /// no re-indexing, where an exact index would move its key on every publish of a full room.
-/// When the time comes, garbage collection calls this again with `now` past it, and the
-/// exact path below trims what expired and indexes the new oldest event's expiry. A shorter
-/// TTL (`ttl_shrank`) can make the index late, so it also takes the exact path.
+/// When the time comes, garbage collection calls this again with `now` past it, which reads
+/// the oldest events, trims what expired and indexes the new oldest event's expiry. A
+/// shorter TTL (`ttl_shrank`) can make the index late, so it does the same at once. Events
+/// beyond the count limit go without being read.
 fn trim_room<K: Kv + ?Sized>(
     kv: &mut K,
     room: &str,
@@ -386,27 +387,18 @@ fn trim_room<K: Kv + ?Sized>(
     ttl_shrank: bool,
 ) -> Result<(), StateError> {
     let index_ahead = rm.ttl_ms > 0 && !ttl_shrank && rm.expires_at_ms.is_some_and(|e| e > now);
-    if index_ahead {
-        while let Some(first) = rm.first {
-            if rm.last_offset - first < u64::from(rm.max) {
-                break;
-            }
-            kv.del(history_key(room, first));
-            rm.first = (first < rm.last_offset).then_some(first + 1);
-        }
-        if rm.first.is_some() {
-            return Ok(());
-        }
-    }
     let mut first_ts = None;
     while let Some(first) = rm.first {
-        let count = rm.last_offset - first + 1;
-        let ev: Option<HistoryEvent> = get(kv, &history_key(room, first))?;
-        let ts = ev.map(|e| e.ts_ms).unwrap_or(0);
-        let expired = rm.ttl_ms > 0 && ts.saturating_add(rm.ttl_ms) <= now;
-        if count <= u64::from(rm.max) && !expired {
-            first_ts = Some(ts);
-            break;
+        if rm.last_offset - first < u64::from(rm.max) {
+            if index_ahead {
+                return Ok(());
+            }
+            let ev: Option<HistoryEvent> = get(kv, &history_key(room, first))?;
+            let ts = ev.map(|e| e.ts_ms).unwrap_or(0);
+            if rm.ttl_ms == 0 || ts.saturating_add(rm.ttl_ms) > now {
+                first_ts = Some(ts);
+                break;
+            }
         }
         kv.del(history_key(room, first));
         rm.first = (first < rm.last_offset).then_some(first + 1);
@@ -442,39 +434,45 @@ fn due<K: Kv + ?Sized>(kv: &K, tag: u8, now: u64) -> Result<Vec<(u64, String)>, 
     Ok(out)
 }
 
+/// An index record's key and the proposal ids it names.
+type IndexRecord = (Vec<u8>, Vec<u64>);
+
+/// The index records under `tag` (`tag | ts | …`) of proposal results stored at or before
+/// `horizon`, with the ids each names (`ids_of` reads them from the rest of the key or the
+/// value); at most about `GC_PER_ENTRY * 4` ids per call.
+fn results_due<K: Kv + ?Sized>(
+    kv: &K,
+    tag: u8,
+    horizon: u64,
+    ids_of: impl Fn(&mut KeyReader, &[u8]) -> Result<Vec<u64>, StateError>,
+) -> Result<Vec<IndexRecord>, StateError> {
+    let (mut out, mut ids) = (Vec::new(), 0);
+    for pair in kv.scan(&[tag], None, false) {
+        let (k, v) = pair?;
+        let mut r = KeyReader::new(&k);
+        if r.n()? > horizon || ids >= GC_PER_ENTRY * 4 {
+            break;
+        }
+        let named = ids_of(&mut r, &v)?;
+        ids += named.len();
+        out.push((k.to_vec(), named));
+    }
+    Ok(out)
+}
+
 /// Remove expired sessions, recovery records and proposal results, and trim rooms whose
 /// oldest event expired.
 fn gc<K: Kv + ?Sized>(kv: &mut K, now: u64) -> Result<(), StateError> {
     let horizon = now.saturating_sub(super::DEDUP_WINDOW_MS);
-    let (mut old, mut ids) = (Vec::new(), 0);
-    for pair in kv.scan(&[keys::PROPOSAL_ENTRY], None, false) {
-        let (k, v) = pair?;
-        if KeyReader::new(&k).n()? > horizon || ids >= GC_PER_ENTRY * 4 {
-            break;
-        }
-        let entry_ids = dec::<Vec<u64>>(&v)?;
-        ids += entry_ids.len();
-        old.push((k.to_vec(), entry_ids));
-    }
-    for (k, ids) in old {
+    // One record per entry listing its ids, and the one-per-id records of older versions
+    // (the id is the key's second number).
+    let per_entry = results_due(kv, keys::PROPOSAL_ENTRY, horizon, |_, v| dec(v))?;
+    let per_id = results_due(kv, keys::PROPOSAL_EXP, horizon, |r, _| Ok(vec![r.n()?]))?;
+    for (k, ids) in per_entry.into_iter().chain(per_id) {
         kv.del(k);
         for id in ids {
             kv.del(Key::tag(keys::PROPOSAL).n(id).build());
         }
-    }
-    let mut legacy = Vec::new();
-    for pair in kv.scan(&[keys::PROPOSAL_EXP], None, false) {
-        let (k, _) = pair?;
-        let mut r = KeyReader::new(&k);
-        let ts = r.n()?;
-        if ts > horizon || legacy.len() >= GC_PER_ENTRY * 4 {
-            break;
-        }
-        legacy.push((k.to_vec(), r.n()?));
-    }
-    for (k, id) in legacy {
-        kv.del(k);
-        kv.del(Key::tag(keys::PROPOSAL).n(id).build());
     }
     for (_, session_id) in due(kv, keys::SESSION_EXP, now)? {
         remove_session(kv, &session_id)?;
