@@ -368,12 +368,13 @@ impl RaftNode {
 async fn open_with_retry(
     dir: &std::path::Path,
 ) -> Result<(sled::Db, store::LogStore, store::SmStore), StartError> {
-    // A previous instance in this process may still be releasing the sled lock.
+    // A previous instance in this process may still be releasing the sled lock; any other
+    // error will not go away by waiting.
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
         match store::open(dir) {
             Ok(s) => return Ok(s),
-            Err(e) if Instant::now() < deadline => {
+            Err(e @ store::StoreError::InUse { .. }) if Instant::now() < deadline => {
                 tracing::debug!(error = %e, "store busy, retrying");
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

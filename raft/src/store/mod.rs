@@ -47,15 +47,44 @@ pub enum StoreError {
     /// The last apply's redo record could not be replayed.
     #[error("redo: {0}")]
     Redo(#[from] RedoError),
+    /// Another process holds the database's lock: two nodes were given one data dir.
+    #[error(
+        "the data dir {} is in use by another process (it holds the lock on {}): stop that \
+         raftcast, or give each node its own --data-dir",
+        dir.display(),
+        lock.display()
+    )]
+    InUse {
+        /// The store's directory.
+        dir: std::path::PathBuf,
+        /// The locked file.
+        lock: std::path::PathBuf,
+    },
 }
 
 /// Open (creating if needed) the sled database in `dir` and the two stores on it.
 pub fn open(dir: &Path) -> Result<(sled::Db, LogStore, SmStore), StoreError> {
     std::fs::create_dir_all(dir)?;
-    let db = sled::Config::new().path(dir).open()?;
+    let db = sled::Config::new()
+        .path(dir)
+        .open()
+        .map_err(|e| in_use(e, dir))?;
     let log = LogStore::new(&db)?;
     let sm = SmStore::new(&db, dir)?;
     Ok((db, log, sm))
+}
+
+/// sled reports a held lock only as an I/O error with this text (sled 0.34 `Config::try_lock`).
+fn in_use(e: sled::Error, dir: &Path) -> StoreError {
+    match &e {
+        sled::Error::Io(io) if io.to_string().starts_with("could not acquire lock") => {
+            StoreError::InUse {
+                dir: dir.to_path_buf(),
+                lock: dir.join("db"),
+            }
+        }
+        _ => StoreError::Sled(e),
+    }
 }
 
 /// A sled tree seen through the state logic's key-value trait.
@@ -137,5 +166,26 @@ mod tests {
         let b = enc(&Some(sm.clone())).unwrap();
         let back: Option<openraft::StoredMembership<u64, crate::NodeInfo>> = dec(&b).unwrap();
         assert_eq!(back, Some(sm));
+    }
+
+    #[test]
+    fn a_data_dir_in_use_is_named_in_the_error() {
+        let dir =
+            std::env::temp_dir().join(format!("raftcast-inuse-{:016x}", rand::random::<u64>()));
+        let first = super::open(&dir).unwrap();
+        let err = match super::open(&dir) {
+            Ok(_) => panic!("a second open of {} succeeded", dir.display()),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(&err, super::StoreError::InUse { dir: d, .. } if *d == dir),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.contains("in use by another process"), "{msg}");
+        assert!(msg.contains(&dir.display().to_string()), "{msg}");
+        assert!(msg.contains("--data-dir"), "{msg}");
+        drop(first);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
