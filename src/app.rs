@@ -25,6 +25,12 @@ pub enum ServerError {
     Backend(String),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "the backend stopped working ({0}); the node shut down so that its clients reconnect \
+         to one that works: fix the cause (for a full disk, free space in --data-dir) and \
+         restart it"
+    )]
+    BackendFailed(String),
 }
 
 /// A built node, ready to serve.
@@ -139,8 +145,18 @@ impl Server {
                 let _ = stop_rx.await;
             },
         );
+        let fanout = state.gateway.fanout();
         let drain = async {
-            shutdown.await;
+            // A backend that stops for good (Raft's core quits on a storage error) would leave
+            // this node's clients connected but fed nothing: shut down instead, so they
+            // reconnect to a node that works and recover what they missed from its history.
+            let failure = tokio::select! {
+                () = shutdown => None,
+                why = fanout.failed() => {
+                    tracing::error!(error = %why, "the backend stopped working: shutting this node down");
+                    Some(why)
+                }
+            };
             let deadline = tokio::time::Instant::now() + state.config.shutdown_timeout;
             tracing::info!("shutting down: no new connections; notifying clients");
             state.io.stop_accepting();
@@ -154,9 +170,9 @@ impl Server {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let _ = stop_tx.send(());
-            deadline
+            (deadline, failure)
         };
-        let ((), deadline) = tokio::join!(serving, drain);
+        let ((), (deadline, failure)) = tokio::join!(serving, drain);
         coalescer.abort();
         stats.abort();
         if tokio::time::timeout_at(deadline, state.gateway.fanout().shutdown())
@@ -166,7 +182,10 @@ impl Server {
             tracing::warn!("backend shutdown did not finish within --shutdown-timeout");
         }
         tracing::info!("shutdown complete");
-        Ok(())
+        match failure {
+            None => Ok(()),
+            Some(why) => Err(ServerError::BackendFailed(why)),
+        }
     }
 }
 

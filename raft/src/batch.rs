@@ -108,6 +108,16 @@ async fn process(core: &Core, mut items: Vec<Item>) {
         if core.stopping() {
             return fail(items, ProposeError::ShuttingDown);
         }
+        if let Some(why) = core.failure() {
+            // Nothing is proposed, so "nothing written" holds; another node can take it.
+            return fail(
+                items,
+                ProposeError::NoQuorum(format!(
+                    "this node's Raft stopped ({why}) and the node is shutting down: send to \
+                     another node"
+                )),
+            );
+        }
         let now = Instant::now();
         if now >= deadline {
             return fail(

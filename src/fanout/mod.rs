@@ -248,6 +248,13 @@ pub trait Fanout: Send + Sync + 'static {
         None
     }
 
+    /// Resolves, with the reason, if the backend stops working for good by itself (Raft: its
+    /// core quit on a storage error such as a full disk). The node then shuts down, so its
+    /// clients reconnect to a node that still works. Never resolves by default.
+    async fn failed(&self) -> String {
+        std::future::pending().await
+    }
+
     /// Stops background work, hands leadership on where it can, flushes storage.
     async fn shutdown(&self);
 }

@@ -501,8 +501,9 @@ impl Fanout for RaftFanout {
         // Only the leader knows whether its peers answer; a follower cannot judge them.
         let is_leader = st.leader_id == Some(st.node_id);
         let unreachable = is_leader && st.nodes.iter().any(|n| !n.reachable);
-        BackendHealth {
-            healthy: st.leader_id.is_some() && st.has_quorum,
+        let failure = self.node.failure();
+        let mut health = BackendHealth {
+            healthy: st.leader_id.is_some() && st.has_quorum && failure.is_none(),
             degraded: unreachable || lag > 1000,
             ready: self.node.is_ready(),
             detail: json!({
@@ -515,7 +516,12 @@ impl Fanout for RaftFanout {
                 "hasQuorum": st.has_quorum,
                 "fastElections": self.node.fast_elections(),
             }),
+        };
+        if let (Some(why), Some(m)) = (failure, health.detail.as_object_mut()) {
+            // Why this node can no longer write (it is shutting down).
+            m.insert("error".into(), json!(why));
         }
+        health
     }
 
     async fn wait_ready(&self, timeout: Duration) -> bool {
@@ -554,6 +560,10 @@ impl Fanout for RaftFanout {
 
     fn fault(&self) -> Option<raftcast_raft::FaultSwitch> {
         self.node.fault()
+    }
+
+    async fn failed(&self) -> String {
+        self.node.failed().await
     }
 
     async fn shutdown(&self) {

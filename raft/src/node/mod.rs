@@ -58,6 +58,12 @@ impl Core {
         *self.stop_rx.borrow()
     }
 
+    /// Why openraft's core stopped when nobody asked it to (a storage error, such as a full
+    /// disk, is fatal to it): the node can no longer write, vote or apply until restarted.
+    pub fn failure(&self) -> Option<String> {
+        failure_of(&self.raft.metrics().borrow().running_state, self.stopping())
+    }
+
     /// How long a peer may stay silent before it counts as unreachable for quorum purposes.
     fn quorum_window(&self) -> Duration {
         Duration::from_millis(self.cfg.election_timeout_ms.1.max(300))
@@ -296,7 +302,9 @@ impl RaftNode {
                         .is_some_and(|t| t.elapsed() <= dead_after),
             })
             .collect();
+        let failed = failure_of(&m.running_state, c.stopping()).is_some();
         let has_quorum = match m.current_leader {
+            _ if failed => false,
             Some(l) if l == c.id => c.leader_has_quorum(),
             Some(l) => c
                 .net
@@ -316,6 +324,31 @@ impl RaftNode {
         }
     }
 
+    /// Why this node's Raft stopped by itself (a storage error such as a full disk), or None
+    /// while it runs (or was stopped by [`RaftNode::shutdown`]). Such a node cannot write,
+    /// vote or apply again until it is restarted.
+    pub fn failure(&self) -> Option<String> {
+        self.core.failure()
+    }
+
+    /// Resolves once this node's Raft has stopped by itself, with [`RaftNode::failure`]'s
+    /// reason; never while it runs or after [`RaftNode::shutdown`].
+    pub async fn failed(&self) -> String {
+        let mut m = self.core.raft.metrics();
+        loop {
+            if let Some(why) = self.core.failure() {
+                return why;
+            }
+            if m.changed().await.is_err() {
+                // The metrics sender is gone with the core: only a failure can tell why.
+                return match self.core.failure() {
+                    Some(why) => why,
+                    None => std::future::pending().await,
+                };
+            }
+        }
+    }
+
     /// Whether the node is ready: leader known, epoch set, and our NodeStarted applied locally
     /// (so the local state has caught up at least to when this node started).
     pub fn is_ready(&self) -> bool {
@@ -323,6 +356,7 @@ impl RaftNode {
         let m = c.raft.metrics().borrow().clone();
         let started = c.started_index.load(Ordering::Relaxed);
         c.ready.load(Ordering::Relaxed)
+            && m.running_state.is_ok()
             && m.current_leader.is_some()
             && c.reader.epoch().is_some()
             && started > 0
@@ -362,6 +396,19 @@ impl RaftNode {
         if let Err(e) = c.db.flush_async().await {
             tracing::warn!(error = %e, "sled flush at shutdown");
         }
+    }
+}
+
+/// Why openraft stopped, unless it stopped because we asked (`stopping`) or runs.
+fn failure_of(
+    state: &Result<(), openraft::error::Fatal<NodeId>>,
+    stopping: bool,
+) -> Option<String> {
+    match state {
+        Ok(()) => None,
+        Err(openraft::error::Fatal::Stopped) if stopping => None,
+        Err(openraft::error::Fatal::Stopped) => Some("raft stopped unexpectedly".into()),
+        Err(e) => Some(e.to_string()),
     }
 }
 
