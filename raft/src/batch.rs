@@ -20,6 +20,11 @@ use crate::types::{Command, Request, Response};
 /// (M1, 10,000 idle connections over 3 nodes, one run each: 17.3 KB at 512, 11.2 KB at
 /// 64), for no gain in throughput (64 per commit time is over 10,000 commands/s).
 const MAX_BATCH: usize = 64;
+/// Most bytes of commands in one entry (beyond its first command): 64 events of up to
+/// 64 KiB each would make a 4 MiB entry, which a follower must receive, decode, write and
+/// fsync within the one heartbeat interval (100 ms) openraft allows a replication request.
+/// Small events (a few hundred bytes) never reach it; large ones get entries of a few each.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Entries in flight at once per node. One: while an entry commits, the proposals that
 /// arrive meanwhile queue up and become the next entry (group commit), so the entry rate
 /// stays near one per commit time however many emits arrive, and every per-entry cost
@@ -66,13 +71,7 @@ pub(crate) async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Item>) {
             _ = stop.wait_for(|s| *s) => break,
             i = rx.recv() => match i { Some(i) => i, None => break },
         };
-        let mut items = vec![first];
-        while items.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(i) => items.push(i),
-                Err(_) => break,
-            }
-        }
+        let items = gather(first, &mut rx);
         let core = core.clone();
         tokio::spawn(async move {
             process(&core, items).await;
@@ -84,6 +83,23 @@ pub(crate) async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Item>) {
     while let Ok(i) = rx.try_recv() {
         let _ = i.tx.send(Err(ProposeError::ShuttingDown));
     }
+}
+
+/// `first` and the proposals already queued behind it, up to [`MAX_BATCH`] commands and
+/// [`MAX_BATCH_BYTES`] (the rest wait for the next entry).
+fn gather(first: Item, rx: &mut mpsc::Receiver<Item>) -> Vec<Item> {
+    let mut bytes = first.cmd.approx_bytes();
+    let mut items = vec![first];
+    while items.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(i) => {
+                bytes = bytes.saturating_add(i.cmd.approx_bytes());
+                items.push(i);
+            }
+            Err(_) => break,
+        }
+    }
+    items
 }
 
 fn fail(items: Vec<Item>, e: ProposeError) {
@@ -292,5 +308,58 @@ async fn leader_replaced(
         if metrics.changed().await.is_err() {
             return std::future::pending().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn item(payload: usize) -> Item {
+        let (tx, _rx) = oneshot::channel();
+        Item {
+            cmd: Command::Publish {
+                room: "r".into(),
+                event: "e".into(),
+                payload: vec![0; payload],
+                durable: true,
+                history_max: 100,
+                history_ttl_ms: 0,
+            },
+            id: 1,
+            deadline: Instant::now(),
+            forwardable: true,
+            tx,
+        }
+    }
+
+    fn queue(payloads: &[usize]) -> mpsc::Receiver<Item> {
+        let (tx, rx) = mpsc::channel(1024);
+        for &p in payloads {
+            tx.try_send(item(p)).ok().unwrap();
+        }
+        rx
+    }
+
+    #[test]
+    fn a_batch_stops_at_the_command_limit_for_small_events() {
+        let mut rx = queue(&[200; 100]);
+        let b = gather(item(200), &mut rx);
+        assert_eq!(b.len(), MAX_BATCH);
+        assert_eq!(rx.len(), 100 - (MAX_BATCH - 1));
+    }
+
+    #[test]
+    fn a_batch_stops_at_the_byte_limit_for_large_events() {
+        let mut rx = queue(&[60_000; 20]);
+        let b = gather(item(60_000), &mut rx);
+        // 60 kB each: the fifth passes 256 KiB, so no sixth joins.
+        assert_eq!(b.len(), 5);
+        let next = gather(rx.try_recv().unwrap(), &mut rx);
+        assert_eq!(next.len(), 5, "the rest make the next entries");
+        // One event over the limit still makes an entry by itself.
+        let mut rx = queue(&[10]);
+        assert_eq!(gather(item(300_000), &mut rx).len(), 1);
     }
 }

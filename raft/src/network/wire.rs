@@ -23,6 +23,7 @@ pub enum Req {
     Snapshot {
         vote: Vote<NodeId>,
         meta: SnapshotMeta<NodeId, NodeInfo>,
+        #[serde(with = "serde_bytes")]
         data: Vec<u8>,
     },
     /// Proposals forwarded from a follower to the leader.

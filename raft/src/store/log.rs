@@ -14,6 +14,15 @@ use super::{read_err, write_err, StoreError};
 use crate::state::keys::{dec, enc};
 use crate::types::{NodeId, TypeConfig};
 
+/// Most bytes of log entries one replication request carries (beyond its first entry).
+/// openraft gives an `AppendEntries` one heartbeat interval (100 ms) to be answered and
+/// sends up to `max_payload_entries` (300) entries in it; a follower behind by hundreds of
+/// entries of large events (64 KiB each, 64 per entry) would get tens of megabytes that it
+/// cannot decode, write and fsync in time, the same request again after every timeout, and
+/// no heartbeat meanwhile: it would never catch up, and would call elections. 512 KiB is
+/// about 40 ms at 100 Mbit/s.
+pub const MAX_APPEND_BYTES: usize = 512 * 1024;
+
 const VOTE: &[u8] = b"vote";
 const PURGED: &[u8] = b"last_purged";
 const COMMITTED: &[u8] = b"committed";
@@ -93,18 +102,44 @@ fn bound_key(b: Bound<&u64>) -> Bound<[u8; 8]> {
     }
 }
 
+impl LogStore {
+    /// Entries in `range`, stopping once their encoded size reaches `max_bytes` (the first
+    /// entry is always included, however large).
+    fn entries<RB: RangeBounds<u64>>(
+        &self,
+        range: RB,
+        max_bytes: usize,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        let r = (bound_key(range.start_bound()), bound_key(range.end_bound()));
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for item in self.log.range::<[u8; 8], _>(r) {
+            if bytes >= max_bytes {
+                break;
+            }
+            let (_, v) = item.map_err(read_err)?;
+            bytes = bytes.saturating_add(v.len());
+            out.push(dec(&v).map_err(read_err)?);
+        }
+        Ok(out)
+    }
+}
+
 impl RaftLogReader<TypeConfig> for LogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        let r = (bound_key(range.start_bound()), bound_key(range.end_bound()));
-        let mut out = Vec::new();
-        for item in self.log.range::<[u8; 8], _>(r) {
-            let (_, v) = item.map_err(read_err)?;
-            out.push(dec(&v).map_err(read_err)?);
-        }
-        Ok(out)
+        self.entries(range, usize::MAX)
+    }
+
+    /// What replication sends: at most [`MAX_APPEND_BYTES`] (and at least one entry).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        self.entries(start..end, MAX_APPEND_BYTES)
     }
 }
 
@@ -197,5 +232,71 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.put_meta(PURGED, &Some(log_id), true).await?;
         self.remove_range(0, log_id.index)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::types::{Command, Request};
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    fn store_with(payloads: &[usize]) -> LogStore {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = LogStore::new(&db).unwrap();
+        for (i, &n) in payloads.iter().enumerate() {
+            let e: Entry<TypeConfig> = Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), i as u64 + 1),
+                payload: EntryPayload::Normal(Request {
+                    ts_ms: 0,
+                    cmds: vec![Command::Publish {
+                        room: "r".into(),
+                        event: "e".into(),
+                        payload: vec![7; n],
+                        durable: true,
+                        history_max: 100,
+                        history_ttl_ms: 0,
+                    }],
+                    ids: vec![0],
+                }),
+            };
+            store
+                .log
+                .insert((i as u64 + 1).to_be_bytes(), enc(&e).unwrap())
+                .unwrap();
+        }
+        store
+    }
+
+    fn indexes(es: &[Entry<TypeConfig>]) -> Vec<u64> {
+        es.iter().map(|e| e.log_id.index).collect()
+    }
+
+    #[tokio::test]
+    async fn replication_reads_stop_at_the_byte_limit() {
+        let mut s = store_with(&[100_000; 20]);
+        let all = s.try_get_log_entries(1..21).await.unwrap();
+        assert_eq!(indexes(&all), (1..=20).collect::<Vec<_>>());
+        let sent = s.limited_get_log_entries(1, 21).await.unwrap();
+        let n = sent.len() as u64;
+        assert_eq!(indexes(&sent), (1..=n).collect::<Vec<_>>());
+        // 100 kB each: the sixth passes 512 KiB, so no seventh is read.
+        assert_eq!(n, 6, "{n} entries of 100 kB in one request");
+        // From further on, the same.
+        let next = s.limited_get_log_entries(n + 1, 21).await.unwrap();
+        assert_eq!(indexes(&next), (n + 1..=2 * n).collect::<Vec<_>>());
+    }
+
+    #[tokio::test]
+    async fn one_entry_goes_out_however_large_and_small_ones_fill_the_request() {
+        let mut s = store_with(&[2_000_000, 10]);
+        assert_eq!(
+            indexes(&s.limited_get_log_entries(1, 3).await.unwrap()),
+            [1]
+        );
+        let mut small = store_with(&[100; 300]);
+        let sent = small.limited_get_log_entries(1, 301).await.unwrap();
+        assert_eq!(sent.len(), 300, "small entries are not held back");
     }
 }
