@@ -36,15 +36,7 @@ async fn a_follower_back_from_downtime_catches_up_on_large_events() {
     for i in 1..=240u64 {
         let body =
             json!({ "room": "charts", "event": "chart:data", "data": { "i": i, "pad": big } });
-        let r = c
-            .call(
-                leader,
-                reqwest::Method::POST,
-                "/api/emit",
-                Some(&body),
-                Duration::from_secs(10),
-            )
-            .await;
+        let r = c.emit_body(leader, &body).await;
         assert!(matches!(r, Ok((200, _))), "emit {i}: {r:?}");
     }
     let commit = c.cluster_status(leader).await.unwrap()["commitIndex"]

@@ -117,15 +117,7 @@ async fn a_follower_whose_disk_fills_up_shuts_down_and_the_others_go_on() {
         sent += 1;
         let body =
             json!({ "userId": user, "event": "trade:executed", "data": { "i": sent, "pad": big } });
-        let r = c
-            .call(
-                leader,
-                reqwest::Method::POST,
-                "/api/emit",
-                Some(&body),
-                Duration::from_secs(10),
-            )
-            .await;
+        let r = c.emit_body(leader, &body).await;
         assert!(
             matches!(r, Ok((200, _))),
             "emit {sent} through the leader: {r:?}"

@@ -299,6 +299,18 @@ impl Cluster {
             .await
     }
 
+    /// `POST /api/emit` of `body` through `id` (10 s timeout).
+    pub async fn emit_body(&self, id: u64, body: &Value) -> Result<(u16, Value), String> {
+        self.call(
+            id,
+            reqwest::Method::POST,
+            "/api/emit",
+            Some(body),
+            Duration::from_secs(10),
+        )
+        .await
+    }
+
     /// `POST /api/emit` of a durable `trade:executed` `{i}` to `user:<user>` through `id`.
     pub async fn emit_trade(&self, id: u64, user: &str, i: u64) -> Result<(u16, Value), String> {
         self.emitter(id).emit_trade(user, i).await
