@@ -157,6 +157,7 @@ impl RaftNode {
     pub async fn start(cfg: RaftConfig) -> Result<(RaftNode, mpsc::Receiver<Applied>), StartError> {
         let dir = cfg.data_dir.join("raft");
         let (db, log, sm) = open_with_retry(&dir).await?;
+        log.claim_node_id(cfg.node_id)?;
         let (tx, rx) = mpsc::channel(APPLIED_CAPACITY);
         let sm = sm.with_events(tx);
         let reader = StateReader(sm.kv());

@@ -24,6 +24,7 @@ use crate::types::{NodeId, TypeConfig};
 pub const MAX_APPEND_BYTES: usize = 512 * 1024;
 
 const VOTE: &[u8] = b"vote";
+const NODE_ID: &[u8] = b"node_id";
 const PURGED: &[u8] = b"last_purged";
 const COMMITTED: &[u8] = b"committed";
 
@@ -53,6 +54,31 @@ impl LogStore {
             committed: Arc::new(AtomicU64::new(committed)),
             flusher: GroupFlush::start(db.clone())?,
         })
+    }
+
+    /// Records `id` as the owner of this store on first use, and refuses any other id
+    /// afterwards: a data dir started under another `--node-id` would give its log and its
+    /// votes to a second identity, which Raft's safety does not survive. A store written
+    /// before the id was recorded is claimed by the first id that opens it.
+    pub(crate) fn claim_node_id(&self, id: NodeId) -> Result<(), StoreError> {
+        match self.meta.get(NODE_ID)? {
+            Some(v) => {
+                let recorded: NodeId = dec(&v)?;
+                if recorded == id {
+                    Ok(())
+                } else {
+                    Err(StoreError::OtherNode {
+                        recorded,
+                        given: id,
+                    })
+                }
+            }
+            None => {
+                self.meta.insert(NODE_ID, enc(&id)?)?;
+                self.db.flush()?;
+                Ok(())
+            }
+        }
     }
 
     /// Shared view of the committed index (updated when openraft saves it).
@@ -271,6 +297,32 @@ mod tests {
 
     fn indexes(es: &[Entry<TypeConfig>]) -> Vec<u64> {
         es.iter().map(|e| e.log_id.index).collect()
+    }
+
+    #[test]
+    fn a_store_belongs_to_the_node_that_first_used_it() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = LogStore::new(&db).unwrap();
+        store.claim_node_id(2).unwrap();
+        store.claim_node_id(2).unwrap();
+        let again = LogStore::new(&db).unwrap();
+        let err = again.claim_node_id(3).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::OtherNode {
+                    recorded: 2,
+                    given: 3
+                }
+            ),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("belongs to node 2") && msg.contains("--node-id 3"),
+            "{msg}"
+        );
+        again.claim_node_id(2).unwrap();
     }
 
     #[tokio::test]

@@ -47,6 +47,17 @@ pub enum StoreError {
     /// The last apply's redo record could not be replayed.
     #[error("redo: {0}")]
     Redo(#[from] RedoError),
+    /// The data dir was made by another node: two nodes would share one Raft identity.
+    #[error(
+        "this data dir belongs to node {recorded}, but this node was started with --node-id \
+         {given}: start it with --node-id {recorded}, or give node {given} a data dir of its own"
+    )]
+    OtherNode {
+        /// The id recorded when the data dir was first used.
+        recorded: NodeId,
+        /// The id this process was started with.
+        given: NodeId,
+    },
     /// Another process holds the database's lock: two nodes were given one data dir.
     #[error(
         "the data dir {} is in use by another process (it holds the lock on {}): stop that \
