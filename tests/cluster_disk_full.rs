@@ -1,10 +1,11 @@
-//! A follower's disk fills up. openraft stops a node's Raft for good on a storage error, so
-//! the node must not linger with its clients connected and fed nothing: it reports the cause,
-//! tells its clients `server:shutdown`, and exits non-zero, while the other two keep
-//! committing every emit.
+//! A node's disk fills up. openraft stops a node's Raft for good on a storage error, so the
+//! node must not linger with its clients connected and fed nothing: it reports the cause,
+//! tells its clients `server:shutdown` and exits non-zero, while the other two go on. When it
+//! was the leader, emits made through the others still succeed: their forwards wait for the
+//! leader elected without it.
 //!
-//! The follower's data dir is moved onto a small tmpfs, which needs root and `mount`;
-//! elsewhere the test prints why it skips and passes.
+//! Every node keeps its data on a tmpfs of its own, and the test fills one of them; that needs
+//! root and `mount`; elsewhere the tests print why they skip and pass.
 
 // Tests fail by panicking: expect/unwrap are the point here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -12,123 +13,116 @@
 mod cluster_common;
 mod ports;
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use cluster_common::{Cluster, Sio};
 use serde_json::json;
+use tokio::sync::Mutex;
 
-/// A tmpfs mounted on a directory, unmounted when dropped.
-struct Tmpfs(PathBuf);
+/// One test at a time: each fills a disk and wants the cores.
+static SERIAL: Mutex<()> = Mutex::const_new(());
 
-impl Tmpfs {
-    /// Mounts a tmpfs of `bytes` on `at`, or says why it cannot.
-    fn mount(at: &Path, bytes: u64) -> Result<Tmpfs, String> {
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(at)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if out.status.success() {
-            Ok(Tmpfs(at.to_path_buf()))
-        } else {
-            Err(format!(
-                "mount -t tmpfs failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
+/// A tmpfs per node directory, unmounted when dropped.
+struct Disks(Vec<PathBuf>);
+
+impl Disks {
+    /// Mounts a 64 MiB tmpfs on `<dir>/n1..=n3`, or says why it cannot.
+    fn mount(dir: &Path) -> Result<Disks, String> {
+        let mut disks = Disks(Vec::new());
+        for i in 1..=3 {
+            let at = dir.join(format!("n{i}"));
+            std::fs::create_dir_all(&at).map_err(|e| e.to_string())?;
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=64m", "tmpfs"])
+                .arg(&at)
+                .output()
+                .map_err(|e| format!("cannot run mount: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "mount -t tmpfs failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+            disks.0.push(at);
+        }
+        Ok(disks)
+    }
+
+    /// Fills node `id`'s disk: a file grows until the file system refuses another byte.
+    fn fill(&self, id: u64) {
+        let path = self.0[id as usize - 1].join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 1 << 16];
+        let mut written = 0usize;
+        while f.write_all(&block).is_ok() {
+            written += block.len();
+            assert!(written < 128 << 20, "a 64 MiB tmpfs took {written} bytes");
+        }
+        for n in [4096, 512, 1] {
+            while f.write_all(&block[..n]).is_ok() {}
         }
     }
 }
 
-impl Drop for Tmpfs {
+impl Drop for Disks {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        for at in &self.0 {
+            let _ = Command::new("umount").arg("-l").arg(at).status();
+        }
     }
 }
 
-fn du_bytes(dir: &Path) -> u64 {
-    let out = Command::new("du").arg("-sb").arg(dir).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap()
+/// A three-node cluster on tmpfs disks, or None (printed) where they cannot be mounted.
+async fn cluster(test: &str) -> Option<(Cluster, Disks)> {
+    let mut disks = Err(String::new());
+    let c = Cluster::start_prepared("diskfull", 3, &[], |dir| disks = Disks::mount(dir)).await;
+    match disks {
+        Ok(d) => Some((c, d)),
+        Err(why) => {
+            println!("{test}: skipped: {why}");
+            None
+        }
+    }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_follower_whose_disk_fills_up_shuts_down_and_the_others_go_on() {
-    let mut c = Cluster::start("diskfull", 3, &[]).await;
-    let leader = c.agreed_leader(&[1, 2, 3], Duration::from_secs(10)).await;
-    let full = (1..=3).find(|&i| i != leader).unwrap();
-
-    // Move the follower's data dir onto a tmpfs with about 1.5 MiB to spare.
-    let node = c.node_mut(full);
-    node.term();
-    assert!(
-        node.wait_exit(Duration::from_secs(15)).is_some(),
-        "node {full} did not stop on SIGTERM"
-    );
-    let data = c.dir.join(format!("n{full}"));
-    let moved = c.dir.join(format!("n{full}.disk"));
-    std::fs::rename(&data, &moved).unwrap();
-    std::fs::create_dir(&data).unwrap();
-    let size = (du_bytes(&moved) + (3 << 19)).next_multiple_of(4096);
-    let _tmpfs = match Tmpfs::mount(&data, size) {
-        Ok(t) => t,
-        Err(why) => {
-            println!(
-                "a_follower_whose_disk_fills_up_shuts_down_and_the_others_go_on: skipped: {why}"
-            );
-            std::fs::remove_dir(&data).unwrap();
-            std::fs::rename(&moved, &data).unwrap();
-            return;
-        }
-    };
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(moved.join("."))
-        .arg(&data)
-        .status()
-        .unwrap();
-    assert!(copied.success(), "copying the data dir onto the tmpfs");
-    c.node_mut(full).spawn();
-    c.wait_ready(&[full], Duration::from_secs(30)).await;
-
-    let user = "erin";
-    let session = c.session(leader, user).await;
-    let mut client = Sio::login(c.node(full).addr(), &json!({ "sessionId": session }))
-        .await
-        .expect("client on the follower");
-
-    // Emit big durable events through the leader until the follower has gone (bounded: the
-    // tmpfs holds a few dozen of them). Two of three nodes remain, so every one commits.
-    let big = "x".repeat(50_000);
+/// Emits durable events of 10 kB through `via` until node `full` exits (bounded), each
+/// answered 200; returns how it exited and the offsets the answers gave.
+async fn emit_until_exit(
+    c: &mut Cluster,
+    via: u64,
+    full: u64,
+    user: &str,
+) -> (ExitStatus, Vec<u64>) {
+    let pad = "x".repeat(10_000);
     let started = Instant::now();
-    let mut sent = 0u64;
-    let exit = loop {
+    let mut offsets = Vec::new();
+    loop {
         if let Some(st) = c.node_mut(full).wait_exit(Duration::ZERO) {
-            break st;
+            return (st, offsets);
         }
+        let i = offsets.len() as u64 + 1;
         assert!(
-            sent < 400 && started.elapsed() < Duration::from_secs(60),
-            "node {full} still running after {sent} emits of 50 kB onto a {size}-byte tmpfs"
+            i < 500 && started.elapsed() < Duration::from_secs(60),
+            "node {full} still running after {i} emits onto its full disk"
         );
-        sent += 1;
         let body =
-            json!({ "userId": user, "event": "trade:executed", "data": { "i": sent, "pad": big } });
-        let r = c.emit_body(leader, &body).await;
-        assert!(
-            matches!(r, Ok((200, _))),
-            "emit {sent} through the leader: {r:?}"
-        );
-    };
+            json!({ "userId": user, "event": "trade:executed", "data": { "i": i, "pad": pad } });
+        match c.emit_body(via, &body).await {
+            Ok((200, v)) => offsets.push(v["offset"].as_u64().unwrap()),
+            r => panic!("emit {i} through node {via}: {r:?}"),
+        }
+    }
+}
+
+/// Node `full` said why it stopped, and its client was told to go elsewhere.
+async fn stopped_cleanly(c: &Cluster, full: u64, exit: ExitStatus, client: &mut Sio) {
     assert!(
         !exit.success(),
         "node {full} exited with {exit} after its disk filled up"
     );
-
-    // Its clients were told to go elsewhere before it closed them.
     let mut told = false;
     while let Ok((name, _)) = client.next_event(Duration::from_secs(5)).await {
         if name == "server:shutdown" {
@@ -136,21 +130,82 @@ async fn a_follower_whose_disk_fills_up_shuts_down_and_the_others_go_on() {
             break;
         }
     }
-    assert!(told, "the follower's client never got server:shutdown");
+    assert!(told, "node {full}'s client never got server:shutdown");
     assert!(client.closed_within(Duration::from_secs(5)).await);
-
     let log = std::fs::read_to_string(&c.node(full).log).unwrap();
     assert!(
         log.contains("the backend stopped working") && log.contains("No space left on device"),
-        "the follower's log does not say why it stopped"
+        "node {full}'s log does not say why it stopped"
     );
+}
 
-    // The other two go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_whose_disk_fills_up_shuts_down_and_the_others_go_on() {
+    let _serial = SERIAL.lock().await;
+    let test = "a_follower_whose_disk_fills_up_shuts_down_and_the_others_go_on";
+    let Some((mut c, disks)) = cluster(test).await else {
+        return;
+    };
+    let leader = c.agreed_leader(&[1, 2, 3], Duration::from_secs(10)).await;
+    let full = (1..=3).find(|&i| i != leader).unwrap();
+    let user = "erin";
+    let session = c.session(leader, user).await;
+    let mut client = Sio::login(c.node(full).addr(), &json!({ "sessionId": session }))
+        .await
+        .expect("client on the follower");
+
+    disks.fill(full);
+    let (exit, _) = emit_until_exit(&mut c, leader, full, user).await;
+    stopped_cleanly(&c, full, exit, &mut client).await;
     for i in 1..=3 {
         let r = c.emit_trade(leader, user, 1000 + i).await;
         assert!(
             matches!(r, Ok((200, _))),
             "emit after the follower left: {r:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_disk_fills_up_hands_over_and_no_emit_through_the_others_fails() {
+    let _serial = SERIAL.lock().await;
+    let test = "a_leader_whose_disk_fills_up_hands_over_and_no_emit_through_the_others_fails";
+    let Some((mut c, disks)) = cluster(test).await else {
+        return;
+    };
+    let leader = c.agreed_leader(&[1, 2, 3], Duration::from_secs(10)).await;
+    let via = (1..=3).find(|&i| i != leader).unwrap();
+    let user = "frank";
+    let session = c.session(via, user).await;
+    let mut client = Sio::login(c.node(leader).addr(), &json!({ "sessionId": session }))
+        .await
+        .expect("client on the leader");
+
+    disks.fill(leader);
+    let (exit, mut offsets) = emit_until_exit(&mut c, via, leader, user).await;
+    stopped_cleanly(&c, leader, exit, &mut client).await;
+    // The survivors elect a leader and go on; every emit answered 200 is in the history.
+    for i in 1..=3 {
+        match c.emit_trade(via, user, 1000 + i).await {
+            Ok((200, v)) => offsets.push(v["offset"].as_u64().unwrap()),
+            r => panic!("emit after the leader left: {r:?}"),
+        }
+    }
+    let (status, h) = c
+        .get(via, &format!("/api/rooms/user:{user}/history"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let kept: Vec<u64> = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["offset"].as_u64().unwrap())
+        .collect();
+    for o in &offsets {
+        assert!(
+            kept.contains(o),
+            "offset {o} answered 200 but not in the history: {kept:?}"
         );
     }
 }

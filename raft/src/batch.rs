@@ -215,6 +215,16 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                     Ok(Err(_)) if core.stopping() => {
                         return fail(items, ProposeError::ShuttingDown)
                     }
+                    // Our Raft failed under this write (a full disk): whether the entry still
+                    // commits elsewhere is unknown. Forwarded proposals go back to their
+                    // followers to be routed to the next leader, which is safe with their ids
+                    // (applied at most once); our own can only report the failure.
+                    Ok(Err(e)) if core.failure().is_some() => {
+                        let (ours, forwarded): (Vec<Item>, Vec<Item>) =
+                            items.into_iter().partition(|i| i.forwardable);
+                        fail(forwarded, ProposeError::NoQuorum(NOT_LEADER.into()));
+                        return fail(ours, ProposeError::Fatal(e.to_string()));
+                    }
                     Ok(Err(e)) => return fail(items, ProposeError::Fatal(e.to_string())),
                     Err(_) => {
                         return fail(

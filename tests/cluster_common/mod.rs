@@ -140,7 +140,19 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` voters (ids 1..=n) with `extra` flags each, and waits until all are ready.
     pub async fn start(tag: &str, n: u64, extra: &[&str]) -> Cluster {
+        Self::start_prepared(tag, n, extra, |_| {}).await
+    }
+
+    /// Like [`Cluster::start`], calling `prepare` with the cluster's directory (node `i`
+    /// keeps its data in `<dir>/n<i>`) before any node starts.
+    pub async fn start_prepared(
+        tag: &str,
+        n: u64,
+        extra: &[&str],
+        prepare: impl FnOnce(&Path),
+    ) -> Cluster {
         let dir = temp_dir(tag);
+        prepare(&dir);
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let peers = ports
             .iter()

@@ -55,7 +55,9 @@ impl Core {
         &self,
         cmds: Vec<(u64, crate::types::Command)>,
     ) -> Result<Vec<Result<crate::types::Response, ProposeError>>, ForwardRefused> {
-        if self.stopping() {
+        // A node whose Raft failed (a full disk) is on its way out: the follower routes the
+        // proposals again, to the leader elected without it.
+        if self.stopping() || self.failure().is_some() {
             return Err(ForwardRefused::ShuttingDown);
         }
         if self.raft.metrics().borrow().current_leader != Some(self.id) {
