@@ -108,6 +108,15 @@ fn fail(items: Vec<Item>, e: ProposeError) {
     }
 }
 
+/// This node's Raft has failed: proposals forwarded to it go back to their followers as "not
+/// leader", to be routed to the leader elected without it (safe with their ids: applied at
+/// most once); this node's own get `ours`.
+fn fail_failed(items: Vec<Item>, ours: ProposeError) {
+    let (own, forwarded): (Vec<Item>, Vec<Item>) = items.into_iter().partition(|i| i.forwardable);
+    fail(forwarded, ProposeError::NoQuorum(NOT_LEADER.into()));
+    fail(own, ours);
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -125,8 +134,9 @@ async fn process(core: &Core, mut items: Vec<Item>) {
             return fail(items, ProposeError::ShuttingDown);
         }
         if let Some(why) = core.failure() {
-            // Nothing is proposed, so "nothing written" holds; another node can take it.
-            return fail(
+            // Nothing is proposed, so "nothing written" holds for our own proposals; those
+            // forwarded to us go back to be routed to the next leader.
+            return fail_failed(
                 items,
                 ProposeError::NoQuorum(format!(
                     "this node's Raft stopped ({why}) and the node is shutting down: send to \
@@ -220,10 +230,7 @@ async fn process(core: &Core, mut items: Vec<Item>) {
                     // followers to be routed to the next leader, which is safe with their ids
                     // (applied at most once); our own can only report the failure.
                     Ok(Err(e)) if core.failure().is_some() => {
-                        let (ours, forwarded): (Vec<Item>, Vec<Item>) =
-                            items.into_iter().partition(|i| i.forwardable);
-                        fail(forwarded, ProposeError::NoQuorum(NOT_LEADER.into()));
-                        return fail(ours, ProposeError::Fatal(e.to_string()));
+                        return fail_failed(items, ProposeError::Fatal(e.to_string()));
                     }
                     Ok(Err(e)) => return fail(items, ProposeError::Fatal(e.to_string())),
                     Err(_) => {
