@@ -200,6 +200,15 @@ fn remote_err<E: std::error::Error>(s: String) -> RpcErr<E> {
     RPCError::Network(NetworkError::new(&AnyError::error(format!("remote: {s}"))))
 }
 
+/// How long a whole snapshot of `bytes` may take to be sent and installed: at least 30 s
+/// (and openraft's own timeout), and as long as it takes at 4 MiB/s. A fixed timeout would
+/// be a cliff: a state big enough to miss it on a slow link would be sent again and again,
+/// and the node would never catch up.
+fn snapshot_ttl(hard: Duration, bytes: usize) -> Duration {
+    let by_size = Duration::from_secs((bytes as u64) / (4 << 20));
+    hard.max(Duration::from_secs(30)).max(by_size)
+}
+
 impl PeerClient {
     async fn rpc(&self, req: Req, ttl: Duration) -> Result<Resp, NetError> {
         self.ctx
@@ -253,13 +262,13 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
+        let data = snapshot.snapshot.into_inner();
+        let ttl = snapshot_ttl(option.hard_ttl(), data.len());
         let req = Req::Snapshot {
             vote,
             meta: snapshot.meta,
-            data: snapshot.snapshot.into_inner(),
+            data,
         };
-        // Whole snapshots can be large: give them more time than a heartbeat-sized RPC.
-        let ttl = option.hard_ttl().max(Duration::from_secs(30));
         let net = |e: String| NetworkError::new(&AnyError::error(e));
         tokio::select! {
             closed = cancel => Err(closed.into()),
@@ -277,5 +286,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 
     fn backoff(&self) -> openraft::network::Backoff {
         openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_gets_time_in_proportion_to_its_size() {
+        let ten = Duration::from_secs(10);
+        assert_eq!(snapshot_ttl(ten, 1 << 20), Duration::from_secs(30));
+        assert_eq!(
+            snapshot_ttl(Duration::from_secs(60), 1 << 20),
+            Duration::from_secs(60)
+        );
+        assert_eq!(snapshot_ttl(ten, 1 << 30), Duration::from_secs(256));
     }
 }
