@@ -124,7 +124,11 @@ async fn stopped_cleanly(c: &Cluster, full: u64, exit: ExitStatus, client: &mut 
         "node {full} exited with {exit} after its disk filled up"
     );
     let mut told = false;
-    while let Ok((name, _)) = client.next_event(Duration::from_secs(5)).await {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        let Ok((name, _)) = client.next_event(Duration::from_secs(5)).await else {
+            break;
+        };
         if name == "server:shutdown" {
             told = true;
             break;
