@@ -92,6 +92,27 @@ pub enum Command {
     },
     /// Internal: names the cluster history. Ignored when an epoch is already set.
     SetEpoch { epoch: String },
+    /// [`Command::Join`] naming the socket's user, whose records are keyed by user: found
+    /// with one read where `Join` scans the socket records. Versions before it cannot read it
+    /// (nor the two below), so a node proposes the older form until every member has said it
+    /// reads them ([`Command::compatible`]).
+    JoinOf {
+        sid: String,
+        user_id: String,
+        rooms: Vec<String>,
+    },
+    /// [`Command::Leave`] naming the socket's user.
+    LeaveOf {
+        sid: String,
+        user_id: String,
+        rooms: Vec<String>,
+    },
+    /// [`Command::SocketClose`] naming the socket's user.
+    SocketCloseOf {
+        sid: String,
+        user_id: String,
+        recoverable_for_ms: u64,
+    },
 }
 
 impl Command {
@@ -107,10 +128,30 @@ impl Command {
             } => 64 + room.len() + event.len() + payload.len(),
             Command::SocketOpen { rooms, .. }
             | Command::Join { rooms, .. }
-            | Command::Leave { rooms, .. } => {
+            | Command::Leave { rooms, .. }
+            | Command::JoinOf { rooms, .. }
+            | Command::LeaveOf { rooms, .. } => {
                 128 + rooms.iter().map(|r| r.len() + 8).sum::<usize>()
             }
             _ => 128,
+        }
+    }
+
+    /// The same command in the form every version reads: the commands naming a socket's user
+    /// become their older forms, which find the socket by sid (a scan, but the same effect).
+    pub fn compatible(self) -> Command {
+        match self {
+            Command::JoinOf { sid, rooms, .. } => Command::Join { sid, rooms },
+            Command::LeaveOf { sid, rooms, .. } => Command::Leave { sid, rooms },
+            Command::SocketCloseOf {
+                sid,
+                recoverable_for_ms,
+                ..
+            } => Command::SocketClose {
+                sid,
+                recoverable_for_ms,
+            },
+            other => other,
         }
     }
 }

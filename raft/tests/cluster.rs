@@ -414,3 +414,77 @@ async fn members_snapshot_at_different_indexes() {
         n.shutdown().await;
     }
 }
+
+/// Every member of a cluster of this version answers the protocol question, so the nodes
+/// propose the commands that name a socket's user, and those reach every node's state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_this_version_propose_its_commands() {
+    init_tracing();
+    let dir = tempdir("versions3");
+    let ports: BTreeMap<NodeId, u16> = (1..=3).map(|i| (i, free_port())).collect();
+    let mut nodes = BTreeMap::new();
+    for id in 1..=3 {
+        nodes.insert(id, start(cfg(id, &ports, &dir, "s3cret")).await.0);
+    }
+    for n in nodes.values() {
+        assert!(n.wait_ready(Duration::from_secs(15)).await);
+    }
+    eventually(
+        "every node proposes the current commands",
+        Duration::from_secs(10),
+        || nodes.values().all(|n| n.proposes_current_commands()),
+    )
+    .await;
+    let n2 = &nodes[&2];
+    n2.propose(Command::SocketOpen {
+        node: 2,
+        sid: "s1".into(),
+        pid: "p1".into(),
+        user_id: "alice".into(),
+        session_id: None,
+        rooms: vec![],
+    })
+    .await
+    .unwrap();
+    let joined = n2
+        .propose(Command::JoinOf {
+            sid: "s1".into(),
+            user_id: "alice".into(),
+            rooms: vec!["room:x".into()],
+        })
+        .await
+        .unwrap();
+    assert_eq!(joined, raftcast_raft::Response::Ok);
+    eventually(
+        "the join reaches every node",
+        Duration::from_secs(10),
+        || {
+            nodes.values().all(|n| {
+                n.state().room_members("room:x") == vec![(2, "s1".to_string())]
+                    && n.state().presence("alice") == vec![(2, "s1".to_string())]
+            })
+        },
+    )
+    .await;
+    n2.propose(Command::SocketCloseOf {
+        sid: "s1".into(),
+        user_id: "alice".into(),
+        recoverable_for_ms: 0,
+    })
+    .await
+    .unwrap();
+    eventually(
+        "the close reaches every node",
+        Duration::from_secs(10),
+        || {
+            nodes.values().all(|n| {
+                n.state().presence("alice").is_empty()
+                    && n.state().room_members("room:x").is_empty()
+            })
+        },
+    )
+    .await;
+    for n in nodes.values() {
+        n.shutdown().await;
+    }
+}

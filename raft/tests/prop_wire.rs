@@ -79,6 +79,23 @@ fn command() -> impl Strategy<Value = Command> {
             ),
         (".{0,20}", proptest::collection::vec(".{0,20}", 0..5))
             .prop_map(|(sid, rooms)| Command::Join { sid, rooms }),
+        (
+            ".{0,20}",
+            ".{0,20}",
+            proptest::collection::vec(".{0,20}", 0..5)
+        )
+            .prop_map(|(sid, user_id, rooms)| Command::JoinOf {
+                sid,
+                user_id,
+                rooms
+            }),
+        (".{0,20}", ".{0,20}", any::<u64>()).prop_map(|(sid, user_id, recoverable_for_ms)| {
+            Command::SocketCloseOf {
+                sid,
+                user_id,
+                recoverable_for_ms,
+            }
+        }),
     ]
 }
 

@@ -304,7 +304,7 @@ impl Fanout for LocalFanout {
                     },
                 );
             }
-            Membership::Join { sid, rooms } => {
+            Membership::Join { sid, rooms, .. } => {
                 let mut added = Vec::new();
                 if let Some(rec) = st.sockets.get_mut(&sid) {
                     for r in rooms {
@@ -318,7 +318,7 @@ impl Fanout for LocalFanout {
                     *st.room_members.entry(r).or_default() += 1;
                 }
             }
-            Membership::Leave { sid, rooms } => {
+            Membership::Leave { sid, rooms, .. } => {
                 let mut removed = Vec::new();
                 if let Some(rec) = st.sockets.get_mut(&sid) {
                     rec.rooms.retain(|r| {
@@ -333,7 +333,9 @@ impl Fanout for LocalFanout {
                     dec(&mut st.room_members, &r);
                 }
             }
-            Membership::Close { sid, recoverable } => {
+            Membership::Close {
+                sid, recoverable, ..
+            } => {
                 let Some(rec) = st.sockets.get(&sid) else {
                     return;
                 };

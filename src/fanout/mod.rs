@@ -85,15 +85,19 @@ pub enum Membership {
     },
     Join {
         sid: String,
+        user_id: String,
         rooms: Vec<String>,
     },
     Leave {
         sid: String,
+        user_id: String,
         rooms: Vec<String>,
     },
-    /// The socket is gone; with `recoverable`, keep it for the recovery window.
+    /// The socket is gone; with `recoverable`, keep it for the recovery window. `user_id` is
+    /// the socket's user when known (the Raft backend then finds its record with one read).
     Close {
         sid: String,
+        user_id: Option<String>,
         recoverable: bool,
     },
 }

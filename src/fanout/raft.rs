@@ -276,12 +276,42 @@ async fn membership_pump(f: Arc<RaftFanout>, mut rx: mpsc::UnboundedReceiver<Mem
                     session_id,
                     rooms,
                 },
-                Membership::Join { sid, rooms } => Command::Join { sid, rooms },
-                Membership::Leave { sid, rooms } => Command::Leave { sid, rooms },
-                Membership::Close { sid, recoverable } => Command::SocketClose {
+                Membership::Join {
                     sid,
-                    recoverable_for_ms: if recoverable { recover_ms } else { 0 },
+                    user_id,
+                    rooms,
+                } => Command::JoinOf {
+                    sid,
+                    user_id,
+                    rooms,
                 },
+                Membership::Leave {
+                    sid,
+                    user_id,
+                    rooms,
+                } => Command::LeaveOf {
+                    sid,
+                    user_id,
+                    rooms,
+                },
+                Membership::Close {
+                    sid,
+                    user_id,
+                    recoverable,
+                } => {
+                    let recoverable_for_ms = if recoverable { recover_ms } else { 0 };
+                    match user_id {
+                        Some(user_id) => Command::SocketCloseOf {
+                            sid,
+                            user_id,
+                            recoverable_for_ms,
+                        },
+                        None => Command::SocketClose {
+                            sid,
+                            recoverable_for_ms,
+                        },
+                    }
+                }
             };
             let f = f.clone();
             async move { f.node.propose(cmd).await.err() }

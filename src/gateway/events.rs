@@ -114,6 +114,7 @@ fn handle_now(g: &Gateway, socket: &Arc<Socket>, mut ev: Event) {
             socket.leave(std::slice::from_ref(&room));
             g.0.fanout.membership(Membership::Leave {
                 sid: socket.id().to_owned(),
+                user_id: ctx.user_id().to_owned(),
                 rooms: vec![room.clone()],
             });
             ("unsubscribed:portfolio", json!({ "room": room }))
@@ -205,6 +206,7 @@ fn subscribe_room(
     let r = join_replaying(g, socket, &room, since);
     g.0.fanout.membership(Membership::Join {
         sid: socket.id().to_owned(),
+        user_id: ctx.user_id().to_owned(),
         rooms: vec![room.clone()],
     });
     Ok(json!({ "room": room, "offset": r.offset, "epoch": r.epoch, "recovered": r.recovered }))
@@ -294,6 +296,7 @@ fn subscribe_watchlist(
     }
     g.0.fanout.membership(Membership::Join {
         sid: socket.id().to_owned(),
+        user_id: ctx.user_id().to_owned(),
         rooms: rooms.clone(),
     });
     let mut v = json!({ "symbols": symbols, "rooms": rooms });
@@ -315,6 +318,7 @@ fn unsubscribe_watchlist(
     socket.leave(&rooms);
     g.0.fanout.membership(Membership::Leave {
         sid: socket.id().to_owned(),
+        user_id: ctx.user_id().to_owned(),
         rooms,
     });
     Ok(json!({ "symbols": symbols }))

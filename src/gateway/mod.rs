@@ -310,6 +310,7 @@ impl Handler for Gateway {
     fn disconnected(&self, socket: &Arc<Socket>, reason: DisconnectReason) {
         self.0.fanout.membership(Membership::Close {
             sid: socket.id().to_owned(),
+            user_id: Self::ctx(socket).map(|c| c.user_id().to_owned()),
             recoverable: reason.is_recoverable() && socket.pid().is_some(),
         });
         metrics::counter!("raftcast_disconnections_total", "reason" => reason.as_str())

@@ -37,6 +37,9 @@ pub enum Req {
     Ping,
     /// What a voter knows of the leader and its own log (see `node::failover`).
     LogState,
+    /// Which peer protocol the node speaks (see `node::versions`). Older versions do not know
+    /// this request: they drop the connection.
+    Version,
 }
 
 /// Why a forwarded batch was not handled at all.
@@ -71,6 +74,8 @@ pub enum Resp {
         initialized: bool,
     },
     LogState(LogState),
+    /// The peer protocol the node speaks.
+    Version(u32),
 }
 
 /// A voter's view used to pick one candidate when the leader falls silent.

@@ -31,6 +31,7 @@ impl Handler for Core {
                 initialized: self.raft.is_initialized().await.unwrap_or(false),
             },
             Req::LogState => Resp::LogState(self.log_state()),
+            Req::Version => Resp::Version(super::versions::PROTOCOL),
         }
     }
 }
@@ -75,6 +76,8 @@ impl Core {
         match leader {
             Some(l) if l == self.id => {
                 tracing::info!(node_id, from, %info, "adding learner");
+                // Older command forms until the new member has said which it reads.
+                self.versions.membership_changing(node_id);
                 match self.raft.add_learner(node_id, info, false).await {
                     Ok(_) => JoinReply::Ok,
                     Err(e) => JoinReply::Err(e.to_string()),

@@ -7,6 +7,7 @@ mod failover;
 mod formation;
 mod handler;
 mod snapshots;
+mod versions;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;
@@ -51,6 +52,8 @@ pub(crate) struct Core {
     pub batch_commands: AtomicU64,
     /// Elections this node started early because its leader fell silent (see `failover`).
     pub fast_elections: AtomicU64,
+    /// Which commands every member reads (see `versions`).
+    pub versions: versions::Versions,
 }
 
 impl Core {
@@ -123,7 +126,7 @@ impl Core {
         let deadline = Instant::now() + self.cfg.propose_timeout;
         let (tx, rx) = oneshot::channel();
         let item = Item {
-            cmd,
+            cmd: self.versions.proposable(cmd),
             id,
             deadline,
             forwardable,
@@ -209,12 +212,14 @@ impl RaftNode {
             batch_entries: AtomicU64::new(0),
             batch_commands: AtomicU64::new(0),
             fast_elections: AtomicU64::new(0),
+            versions: versions::Versions::default(),
         });
         tokio::spawn(crate::network::serve(listener, net, core.clone(), stop_rx));
         tokio::spawn(batch::run(core.clone(), prx));
         tokio::spawn(formation::run(core.clone()));
         tokio::spawn(duties::run(core.clone()));
         tokio::spawn(failover::run(core.clone()));
+        tokio::spawn(versions::run(core.clone()));
         tracing::info!(node = core.id, %peer_addr, "raft node started");
         Ok((
             RaftNode {
@@ -270,6 +275,12 @@ impl RaftNode {
     /// the most complete log among the voters that lost the leader (fast failover).
     pub fn fast_elections(&self) -> u64 {
         self.core.fast_elections.load(Ordering::Relaxed)
+    }
+
+    /// Whether every member said it reads this version's commands, so that this node proposes
+    /// them as they are rather than in their older forms (see `versions`).
+    pub fn proposes_current_commands(&self) -> bool {
+        self.core.versions.all()
     }
 
     /// The fault switch, when `fault_injection` is on.

@@ -6,7 +6,9 @@ use crate::types::{
 
 use super::keys::{self, dec, get, meta, put, Key, KeyReader};
 use super::kv::Kv;
-use super::sockets::{add_member, open_socket, remove_member, remove_socket, sockets_of_node};
+use super::sockets::{
+    add_member, find, open_socket, remove_member, remove_socket, sockets_of_node, Found,
+};
 use super::{Detached, RoomMeta, StateError};
 
 /// Bound on expired records collected per entry (keeps apply time bounded; the rest goes
@@ -131,24 +133,31 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
                 open_socket(self.kv, sid, info)?;
                 Ok(Ok(Response::Ok))
             }
-            Command::Join { sid, rooms } => self.join_leave(sid, rooms, true),
-            Command::Leave { sid, rooms } => self.join_leave(sid, rooms, false),
+            Command::Join { sid, rooms } => self.join_leave(sid, None, rooms, true),
+            Command::Leave { sid, rooms } => self.join_leave(sid, None, rooms, false),
+            Command::JoinOf {
+                sid,
+                user_id,
+                rooms,
+            } => self.join_leave(sid, Some(user_id), rooms, true),
+            Command::LeaveOf {
+                sid,
+                user_id,
+                rooms,
+            } => self.join_leave(sid, Some(user_id), rooms, false),
             Command::SocketClose {
                 sid,
                 recoverable_for_ms,
-            } => {
-                if let Some(info) = remove_socket(self.kv, sid)? {
-                    if *recoverable_for_ms > 0 {
-                        detach(
-                            self.kv,
-                            sid,
-                            info,
-                            self.now.saturating_add(*recoverable_for_ms),
-                        )?;
-                    }
-                }
-                Ok(Ok(Response::Ok))
-            }
+            } => self
+                .close(sid, None, *recoverable_for_ms)
+                .map(|()| Ok(Response::Ok)),
+            Command::SocketCloseOf {
+                sid,
+                user_id,
+                recoverable_for_ms,
+            } => self
+                .close(sid, Some(user_id), *recoverable_for_ms)
+                .map(|()| Ok(Response::Ok)),
             Command::Recover { pid, new_sid, node } => self.recover(pid, new_sid, *node),
             Command::NodeStarted {
                 node,
@@ -158,14 +167,11 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
                 node,
                 recoverable_for_ms,
             } => {
-                let sids = sockets_of_node(self.kv, *node)?;
-                for sid in &sids {
-                    if let Some(info) = remove_socket(self.kv, sid)? {
-                        if *recoverable_for_ms > 0 {
-                            let exp = self.now.saturating_add(*recoverable_for_ms);
-                            detach(self.kv, sid, info, exp)?;
-                        }
-                    }
+                let sockets = sockets_of_node(self.kv, *node)?;
+                let mut sids = Vec::with_capacity(sockets.len());
+                for (user, sid) in sockets {
+                    self.close(&sid, Some(&user), *recoverable_for_ms)?;
+                    sids.push(sid);
                 }
                 if !sids.is_empty() {
                     self.out
@@ -238,9 +244,31 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
         }))
     }
 
-    fn join_leave(&mut self, sid: &str, rooms: &[String], join: bool) -> CmdResult {
-        let key = Key::tag(keys::SOCKET).s(sid).build();
-        let Some(mut info) = get::<SocketInfo, _>(self.kv, &key)? else {
+    /// A socket closed: its records go, and with a recovery window it leaves a detached
+    /// record to recover from.
+    fn close(
+        &mut self,
+        sid: &str,
+        user: Option<&str>,
+        recoverable_for_ms: u64,
+    ) -> Result<(), StateError> {
+        if let Some(info) = remove_socket(self.kv, sid, user)? {
+            if recoverable_for_ms > 0 {
+                let exp = self.now.saturating_add(recoverable_for_ms);
+                detach(self.kv, sid, info, exp)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn join_leave(
+        &mut self,
+        sid: &str,
+        user: Option<&str>,
+        rooms: &[String],
+        join: bool,
+    ) -> CmdResult {
+        let Some(Found { key, mut info }) = find(self.kv, sid, user)? else {
             return Ok(Err(format!("unknown socket {sid}")));
         };
         let own = crate::types::user_room(&info.user_id);

@@ -16,9 +16,15 @@ pub const META: u8 = b'a';
 pub const SESSION: u8 = b'S';
 /// expiry, session id → ()
 pub const SESSION_EXP: u8 = b'E';
-/// sid → SocketInfo
-pub const SOCKET: u8 = b'K';
-/// room, sid → node
+/// user, sid → SocketInfo. Keyed by user so that the user's sockets (the members of the
+/// user's room, [`crate::types::user_room`], which every socket is in) are a prefix scan: no
+/// separate record per socket in its user's room.
+pub const SOCKET: u8 = b'k';
+/// sid → SocketInfo, with an `R` record in the socket's own user's room: the layout of older
+/// versions, converted to [`SOCKET`] records when a state is opened or a snapshot installed
+/// ([`super::sockets::convert_older_sockets`]).
+pub const SOCKET_BY_SID: u8 = b'K';
+/// room, sid → node, for every room of a socket but its own user's room.
 pub const ROOM_MEMBER: u8 = b'R';
 /// node → connection count
 pub const NODE_COUNT: u8 = b'C';

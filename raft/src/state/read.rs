@@ -7,7 +7,7 @@ use crate::types::{History, HistoryEvent, NodeId, Session, SocketInfo, Stats};
 use super::apply::{history_key, meta_global};
 use super::keys::{self, get, meta, Key, KeyReader};
 use super::kv::KvRead;
-use super::{RoomMeta, StateError};
+use super::{sockets, RoomMeta, StateError};
 
 /// The cluster epoch, once set.
 pub fn epoch<K: KvRead + ?Sized>(kv: &K) -> Result<Option<String>, StateError> {
@@ -107,17 +107,30 @@ pub fn presence<K: KvRead + ?Sized>(
     room_members(kv, &crate::types::user_room(user_id))
 }
 
-/// Sockets in a room, cluster-wide.
+/// Sockets in a room, cluster-wide, in sid order. A user's room holds the user's sockets
+/// (their records) and any other socket that joined it (an `R` record, as in other rooms).
 pub fn room_members<K: KvRead + ?Sized>(
     kv: &K,
     room: &str,
 ) -> Result<Vec<(NodeId, String)>, StateError> {
-    pairs_node(kv, Key::tag(keys::ROOM_MEMBER).s(room).build())
+    let mut out = pairs_node(kv, Key::tag(keys::ROOM_MEMBER).s(room).build())?;
+    if let Some(user) = sockets::user_of_room(room) {
+        for pair in kv.scan(&sockets::user_prefix(user), None, false) {
+            let (k, v) = pair?;
+            let mut r = KeyReader::new(&k);
+            r.s()?;
+            let sid = r.s()?;
+            out.push((keys::dec::<SocketInfo>(&v)?.node, sid));
+        }
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+    }
+    Ok(out)
 }
 
-/// A connected socket.
+/// A connected socket. Scans the socket records (they are keyed by user): for tests and
+/// tools, not for a hot path.
 pub fn socket<K: KvRead + ?Sized>(kv: &K, sid: &str) -> Result<Option<SocketInfo>, StateError> {
-    get(kv, &Key::tag(keys::SOCKET).s(sid).build())
+    Ok(sockets::find(kv, sid, None)?.map(|f| f.info))
 }
 
 /// Cluster-wide counters.

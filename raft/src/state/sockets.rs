@@ -1,13 +1,22 @@
 //! The connected sockets in the replicated state: their records, the room index beside them,
 //! and the counters kept from them.
 //!
-//! A socket is two kinds of record on every node: `K` (sid → its info) and `R` (room, sid →
-//! node) for each of its rooms, one of which is always its user's room
-//! ([`crate::types::user_room`]): that room's members are the user's sockets, so no separate
-//! user index is kept. The per-node connection counts and the global unique-user and room
+//! A socket is one `k` record on every node (user, sid → its info), plus an `R` record (room,
+//! sid → node) for each of its rooms but one: every socket is in its user's room
+//! ([`crate::types::user_room`]) from its open to its close, and that room's members are the
+//! user's `k` records, a prefix scan, so neither a user index nor an `R` record per socket in
+//! its own user's room is kept (each would be a sled key on every node, about 0.3 KB of
+//! memory per socket). A socket that joins another user's room has an `R` record there like
+//! in any other room. The per-node connection counts and the global unique-user and room
 //! counters change when a socket opens or closes or a room gains its first or loses its last
-//! member, which the first key under the room's prefix tells (no count record per room or
+//! member, which the first key under the room's prefixes tells (no count record per room or
 //! user: see [`super::keys::LEGACY`]).
+//!
+//! Commands of older versions name a socket by its sid alone ([`Command::Join`] and the
+//! like); they find its record by a scan of the socket records. The commands of this version
+//! name its user too, and find it directly.
+//!
+//! [`Command::Join`]: crate::types::Command::Join
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,23 +24,73 @@ use crate::types::{user_room, NodeId, SocketInfo};
 
 use super::apply::meta_global;
 use super::keys::{self, add, get, put, Key, KeyReader};
-use super::kv::Kv;
+use super::kv::{Kv, KvRead};
 use super::StateError;
 
-/// The sids of `node`'s sockets, in sid order. Reads every socket record: this runs when a
+/// The key of a socket's record.
+fn socket_key(user: &str, sid: &str) -> Vec<u8> {
+    Key::tag(keys::SOCKET).s(user).s(sid).build()
+}
+
+/// The prefix of a user's socket records.
+pub(super) fn user_prefix(user: &str) -> Vec<u8> {
+    Key::tag(keys::SOCKET).s(user).build()
+}
+
+/// The user whose room `room` is, if it is a user's room.
+pub(super) fn user_of_room(room: &str) -> Option<&str> {
+    room.strip_prefix("user:")
+}
+
+/// A socket's record: its key and what it holds.
+pub(super) struct Found {
+    pub key: Vec<u8>,
+    pub info: SocketInfo,
+}
+
+/// The record of socket `sid`. With its `user` (the commands of this version name it) that is
+/// one read; without (a command of an older version) a scan of the socket records.
+pub(super) fn find<K: KvRead + ?Sized>(
+    kv: &K,
+    sid: &str,
+    user: Option<&str>,
+) -> Result<Option<Found>, StateError> {
+    if let Some(user) = user {
+        let key = socket_key(user, sid);
+        return Ok(get::<SocketInfo, _>(kv, &key)?.map(|info| Found { key, info }));
+    }
+    for pair in kv.scan(&[keys::SOCKET], None, false) {
+        let (k, v) = pair?;
+        let mut r = KeyReader::new(&k);
+        r.s()?;
+        if r.s()? == sid {
+            return Ok(Some(Found {
+                key: k,
+                info: keys::dec(&v)?,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// The (user, sid) of `node`'s sockets, in sid order (the order of their member records in
+/// every room, which [`any_left`] relies on). Reads every socket record: this runs when a
 /// node starts or is purged, and saves an index record per socket on every node.
 pub(super) fn sockets_of_node<K: Kv + ?Sized>(
     kv: &K,
     node: NodeId,
-) -> Result<Vec<String>, StateError> {
-    let mut sids = Vec::new();
+) -> Result<Vec<(String, String)>, StateError> {
+    let mut out = Vec::new();
     for pair in kv.scan(&[keys::SOCKET], None, false) {
         let (k, v) = pair?;
         if keys::dec::<SocketInfo>(&v)?.node == node {
-            sids.push(KeyReader::new(&k).s()?);
+            let mut r = KeyReader::new(&k);
+            let user = r.s()?;
+            out.push((user, r.s()?));
         }
     }
-    Ok(sids)
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(out)
 }
 
 /// Whether any key starts with `prefix`.
@@ -42,21 +101,34 @@ fn any_under<K: Kv + ?Sized>(kv: &K, prefix: &[u8]) -> Result<bool, StateError> 
         .map(|p| p.is_some())
 }
 
-/// Whether any key starts with `prefix` once `removed` (under it, just deleted) is gone.
-/// Looks after `removed` first: a node's sockets are removed in sid order, so a scan from the
-/// prefix's start would step over every member already deleted in the same batch (the
-/// overlay hides them one by one), quadratic in a big room; the scan from the start is left
-/// for the last members.
+/// Whether any key starts with `prefix` once `removed` (just deleted) is gone. When
+/// `removed` is under `prefix`, looks after it first: a node's sockets are removed in key
+/// order, so a scan from the prefix's start would step over every member already deleted in
+/// the same batch (the overlay hides them one by one), quadratic in a big room; the scan from
+/// the start is left for the last members.
 fn any_left<K: Kv + ?Sized>(kv: &K, prefix: &[u8], removed: &[u8]) -> Result<bool, StateError> {
-    if kv
-        .scan(prefix, Some(removed), false)
-        .next()
-        .transpose()?
-        .is_some()
+    if removed.starts_with(prefix)
+        && kv
+            .scan(prefix, Some(removed), false)
+            .next()
+            .transpose()?
+            .is_some()
     {
         return Ok(true);
     }
     any_under(kv, prefix)
+}
+
+/// Whether `room` has a member once `removed` (a key just deleted, if any) is gone: an `R`
+/// record, or for a user's room a socket of that user.
+fn occupied<K: Kv + ?Sized>(kv: &K, room: &str, removed: &[u8]) -> Result<bool, StateError> {
+    if any_left(kv, &Key::tag(keys::ROOM_MEMBER).s(room).build(), removed)? {
+        return Ok(true);
+    }
+    match user_of_room(room) {
+        Some(user) => any_left(kv, &user_prefix(user), removed),
+        None => Ok(false),
+    }
 }
 
 pub(super) fn open_socket<K: Kv + ?Sized>(
@@ -64,35 +136,43 @@ pub(super) fn open_socket<K: Kv + ?Sized>(
     sid: &str,
     mut info: SocketInfo,
 ) -> Result<(), StateError> {
-    remove_socket(kv, sid)?;
+    remove_socket(kv, sid, Some(&info.user_id))?;
     add(kv, Key::tag(keys::NODE_COUNT).n(info.node).build(), 1)?;
     let own = user_room(&info.user_id);
     if !info.rooms.contains(&own) {
         info.rooms.insert(0, own.clone());
     }
-    if !any_under(kv, &Key::tag(keys::ROOM_MEMBER).s(&own).build())? {
+    if !any_under(kv, &user_prefix(&info.user_id))? {
         add(kv, meta_global(b"users"), 1)?;
     }
-    for room in &info.rooms {
+    if !occupied(kv, &own, &[])? {
+        add(kv, meta_global(b"rooms"), 1)?;
+    }
+    for room in info.rooms.iter().filter(|r| **r != own) {
         add_member(kv, room, sid, info.node)?;
     }
-    put(kv, Key::tag(keys::SOCKET).s(sid).build(), &info)
+    put(kv, socket_key(&info.user_id, sid), &info)
 }
 
+/// Removes socket `sid` (of `user`, when the command names it) and its memberships.
 pub(super) fn remove_socket<K: Kv + ?Sized>(
     kv: &mut K,
     sid: &str,
+    user: Option<&str>,
 ) -> Result<Option<SocketInfo>, StateError> {
-    let key = Key::tag(keys::SOCKET).s(sid).build();
-    let Some(info) = get::<SocketInfo, _>(kv, &key)? else {
+    let Some(Found { key, info }) = find(kv, sid, user)? else {
         return Ok(None);
     };
-    kv.del(key);
+    kv.del(key.clone());
     add(kv, Key::tag(keys::NODE_COUNT).n(info.node).build(), -1)?;
     let own = user_room(&info.user_id);
-    for room in &info.rooms {
-        if remove_member(kv, room, sid)? == Emptied::Yes && *room == own {
-            add(kv, meta_global(b"users"), -1)?;
+    for room in info.rooms.iter().filter(|r| **r != own) {
+        remove_member(kv, room, sid)?;
+    }
+    if !any_left(kv, &user_prefix(&info.user_id), &key)? {
+        add(kv, meta_global(b"users"), -1)?;
+        if !occupied(kv, &own, &key)? {
+            add(kv, meta_global(b"rooms"), -1)?;
         }
     }
     Ok(Some(info))
@@ -142,6 +222,28 @@ pub fn recount<K: Kv + ?Sized>(kv: &mut K) -> Result<bool, StateError> {
     Ok(fixed)
 }
 
+/// Converts the socket records of an older layout ([`keys::SOCKET_BY_SID`]: sid → info, and
+/// an `R` record in the socket's own user's room) to this one's; returns how many sockets it
+/// converted. The counters are unchanged: both layouts count the same sockets and rooms.
+pub fn convert_older_sockets<K: Kv + ?Sized>(kv: &mut K) -> Result<usize, StateError> {
+    let older: Vec<(Vec<u8>, Vec<u8>)> = kv
+        .scan(&[keys::SOCKET_BY_SID], None, false)
+        .collect::<Result<_, _>>()?;
+    for (k, v) in &older {
+        let sid = KeyReader::new(k).s()?;
+        let info: SocketInfo = keys::dec(v)?;
+        kv.del(k.clone());
+        kv.del(
+            Key::tag(keys::ROOM_MEMBER)
+                .s(&user_room(&info.user_id))
+                .s(&sid)
+                .build(),
+        );
+        kv.put(socket_key(&info.user_id, &sid), v.clone());
+    }
+    Ok(older.len())
+}
+
 pub(super) fn add_member<K: Kv + ?Sized>(
     kv: &mut K,
     room: &str,
@@ -152,33 +254,25 @@ pub(super) fn add_member<K: Kv + ?Sized>(
     if kv.get(&key)?.is_some() {
         return Ok(());
     }
-    if !any_under(kv, &Key::tag(keys::ROOM_MEMBER).s(room).build())? {
+    if !occupied(kv, room, &[])? {
         add(kv, meta_global(b"rooms"), 1)?;
     }
     put(kv, key, &node)?;
     Ok(())
 }
 
-/// Whether a removal left its room without members.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Emptied {
-    Yes,
-    No,
-}
-
 pub(super) fn remove_member<K: Kv + ?Sized>(
     kv: &mut K,
     room: &str,
     sid: &str,
-) -> Result<Emptied, StateError> {
+) -> Result<(), StateError> {
     let key = Key::tag(keys::ROOM_MEMBER).s(room).s(sid).build();
     if kv.get(&key)?.is_none() {
-        return Ok(Emptied::No);
+        return Ok(());
     }
     kv.del(key.clone());
-    if any_left(kv, &Key::tag(keys::ROOM_MEMBER).s(room).build(), &key)? {
-        return Ok(Emptied::No);
+    if !occupied(kv, room, &key)? {
+        add(kv, meta_global(b"rooms"), -1)?;
     }
-    add(kv, meta_global(b"rooms"), -1)?;
-    Ok(Emptied::Yes)
+    Ok(())
 }

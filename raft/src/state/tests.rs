@@ -522,19 +522,36 @@ fn counters_from_sockets(kv: &MemKv) -> (BTreeMap<u64, u64>, u64, u64) {
     (per_node, users.len() as u64, rooms.len() as u64)
 }
 
+/// Socket `sN` belongs to user `u(N % 4)`: a socket id is one user's (the server draws them
+/// at random), which the records keyed by user rely on.
+fn user_of(sid: &str) -> String {
+    let n: u32 = sid.trim_start_matches('s').parse().unwrap_or(0);
+    format!("u{}", n % 4)
+}
+
+/// Membership commands in this version's forms: the socket's user named.
 fn membership_cmd() -> impl Strategy<Value = Command> {
     let sid = (0..12u8).prop_map(|i| format!("s{i:02}"));
-    let room = prop_oneof![Just("r1"), Just("r2"), Just("big")].prop_map(String::from);
+    let room =
+        prop_oneof![Just("r1"), Just("r2"), Just("big"), Just("user:u1")].prop_map(String::from);
     let rooms = proptest::collection::vec(room, 0..3);
     prop_oneof![
-        4 => (1..4u64, sid.clone(), 0..4u8, rooms.clone()).prop_map(|(node, sid, user, rooms)| {
-            let user = format!("u{user}");
+        4 => (1..4u64, sid.clone(), rooms.clone()).prop_map(|(node, sid, rooms)| {
             let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
-            open(node, &sid, &user, &rooms)
+            open(node, &sid, &user_of(&sid), &rooms)
         }),
-        2 => (sid.clone(), rooms.clone()).prop_map(|(sid, rooms)| Command::Join { sid, rooms }),
-        2 => (sid.clone(), rooms).prop_map(|(sid, rooms)| Command::Leave { sid, rooms }),
-        2 => (sid, 0..2u64).prop_map(|(sid, r)| Command::SocketClose {
+        2 => (sid.clone(), rooms.clone()).prop_map(|(sid, rooms)| Command::JoinOf {
+            user_id: user_of(&sid),
+            sid,
+            rooms,
+        }),
+        2 => (sid.clone(), rooms).prop_map(|(sid, rooms)| Command::LeaveOf {
+            user_id: user_of(&sid),
+            sid,
+            rooms,
+        }),
+        2 => (sid, 0..2u64).prop_map(|(sid, r)| Command::SocketCloseOf {
+            user_id: user_of(&sid),
             sid,
             recoverable_for_ms: r * 1000,
         }),
@@ -554,14 +571,20 @@ proptest! {
 
     /// The per-node connection counts and the distinct user and room counts, which the state
     /// keeps without a count record per user or room, always match the socket records,
-    /// whatever the commands and however they are grouped into entries (several removals from
-    /// one room in one entry are the case the overlay makes interesting).
+    /// whatever the commands, in either form, and however they are grouped into entries
+    /// (several removals from one room in one entry are the case the overlay makes
+    /// interesting; `user:u1` is joined by other users' sockets too).
     #[test]
     fn counters_match_the_socket_records(
-        entries in proptest::collection::vec(proptest::collection::vec(membership_cmd(), 1..8), 1..25)
+        entries in proptest::collection::vec(
+            proptest::collection::vec((membership_cmd(), any::<bool>()), 1..8), 1..25)
     ) {
         let mut sm = Sm::new();
         for (i, cmds) in entries.into_iter().enumerate() {
+            let cmds = cmds
+                .into_iter()
+                .map(|(c, older)| if older { c.compatible() } else { c })
+                .collect();
             sm.run(100 + i as u64, cmds);
             let st = read::stats(&sm.kv).unwrap();
             let (per_node, users, rooms) = counters_from_sockets(&sm.kv);
@@ -569,6 +592,49 @@ proptest! {
             prop_assert_eq!(st.unique_users, users);
             prop_assert_eq!(st.room_count, rooms);
             prop_assert!(sm.kv.map.keys().all(|k| !keys::is_legacy(k)));
+        }
+    }
+
+    /// The commands naming a socket's user and their older forms (which find the socket by
+    /// a scan) leave the same state and give the same results.
+    #[test]
+    fn the_older_forms_have_the_same_effect(
+        entries in proptest::collection::vec(proptest::collection::vec(membership_cmd(), 1..8), 1..25)
+    ) {
+        let (mut new, mut old) = (Sm::new(), Sm::new());
+        for (i, cmds) in entries.into_iter().enumerate() {
+            let older = cmds.iter().cloned().map(Command::compatible).collect();
+            let ts = 100 + i as u64;
+            prop_assert_eq!(new.run(ts, cmds), old.run(ts, older));
+            prop_assert_eq!(&new.kv, &old.kv);
+        }
+    }
+
+    /// A user's room lists the user's sockets and the other sockets that joined it, as any
+    /// room lists its members, and presence is that list.
+    #[test]
+    fn a_users_room_lists_its_sockets_and_its_guests(
+        entries in proptest::collection::vec(proptest::collection::vec(membership_cmd(), 1..8), 1..25)
+    ) {
+        let mut sm = Sm::new();
+        for (i, cmds) in entries.into_iter().enumerate() {
+            sm.run(100 + i as u64, cmds);
+        }
+        for user in ["u0", "u1", "u2", "u3"] {
+            let mut want = Vec::new();
+            for pair in sm.kv.scan(&[keys::SOCKET], None, false) {
+                let (k, v) = pair.unwrap();
+                let mut r = keys::KeyReader::new(&k);
+                r.s().unwrap();
+                let sid = r.s().unwrap();
+                let info: crate::types::SocketInfo = keys::dec(&v).unwrap();
+                if info.rooms.contains(&crate::types::user_room(user)) {
+                    want.push((info.node, sid));
+                }
+            }
+            want.sort_by(|a, b| a.1.cmp(&b.1));
+            prop_assert_eq!(read::presence(&sm.kv, user).unwrap(), want.clone());
+            prop_assert_eq!(read::room_members(&sm.kv, &crate::types::user_room(user)).unwrap(), want);
         }
     }
 }

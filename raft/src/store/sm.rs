@@ -85,11 +85,11 @@ impl SmStore {
             db.flush()?;
         }
         // After the redo: the state is then whole, as of its applied index.
-        let dropped = drop_legacy(&kv.0)?;
+        let dropped = drop_legacy(&kv.0)? + convert_older_sockets(&kv)?;
         if dropped > 0 {
             tracing::info!(
                 records = dropped,
-                "dropped the records of an older state layout"
+                "dropped or converted the records of an older state layout"
             );
         }
         let recounted = recount(&kv)?;
@@ -188,7 +188,21 @@ fn restore(tree: &sled::Tree, data: &[u8]) -> Result<(), StoreError> {
         batch.insert(k.into_vec(), v.into_vec());
     }
     tree.apply_batch(batch)?;
+    convert_older_sockets(&SledKv(tree.clone()))?;
     Ok(())
+}
+
+/// Converts the socket records of an older layout
+/// ([`state::sockets::convert_older_sockets`]); returns how many records it removed.
+fn convert_older_sockets(kv: &SledKv) -> Result<usize, StoreError> {
+    let mut ov = Overlay::new(kv);
+    if state::sockets::convert_older_sockets(&mut ov)? == 0 {
+        return Ok(0);
+    }
+    let changes = ov.into_changes();
+    let removed = changes.values().filter(|v| v.is_none()).count();
+    kv.0.apply_batch(batch_of(changes))?;
+    Ok(removed)
 }
 
 /// An overlay's changes as one sled batch.

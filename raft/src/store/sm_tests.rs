@@ -194,22 +194,44 @@ fn a_snapshot_kept_in_sled_by_an_older_version_moves_to_the_file() {
     drop(db);
     std::fs::remove_dir_all(&dir).unwrap();
 }
-fn socket_record() -> Pair {
+fn socket_info() -> Vec<u8> {
     let info = crate::types::SocketInfo {
         node: 1,
         pid: "p".into(),
         user_id: "u1".into(),
         session_id: None,
-        rooms: vec!["x".into()],
+        rooms: vec!["user:u1".into(), "x".into()],
     };
-    (b"K\0\0\0\x01a".to_vec(), enc(&info).unwrap())
+    enc(&info).unwrap()
 }
 
-/// Records in the layout of an older version: a per-room count (`r`), a per-user count
-/// (`u`), a node → socket index entry (`N`) and a user → socket index entry (`U`), beside a
-/// socket record that stays.
-fn legacy_and_current() -> Vec<Pair> {
+/// Socket `a` of user `u1` in room `x`, in the layout of an older version: its record keyed
+/// by sid (`K`), and a member record in each of its rooms, its own user's room included.
+fn older_socket_records() -> Vec<Pair> {
     vec![
+        (b"K\0\0\0\x01a".to_vec(), socket_info()),
+        (
+            b"R\0\0\0\x07user:u1\0\0\0\x01a".to_vec(),
+            enc(&1u64).unwrap(),
+        ),
+        (b"R\0\0\0\x01x\0\0\0\x01a".to_vec(), enc(&1u64).unwrap()),
+    ]
+}
+
+/// The same socket in this version's layout: its record keyed by user and sid, and a member
+/// record in room `x` only.
+fn current_socket_records() -> Vec<Pair> {
+    vec![
+        (b"R\0\0\0\x01x\0\0\0\x01a".to_vec(), enc(&1u64).unwrap()),
+        (b"k\0\0\0\x02u1\0\0\0\x01a".to_vec(), socket_info()),
+    ]
+}
+
+/// Records in the layout of older versions: a per-room count (`r`), a per-user count (`u`),
+/// a node → socket index entry (`N`), a user → socket index entry (`U`) and a socket's
+/// records keyed by sid.
+fn legacy_and_current() -> Vec<Pair> {
+    let mut pairs = vec![
         (b"r\0\0\0\x01x".to_vec(), enc(&1u64).unwrap()),
         (b"U\0\0\0\x02u1\0\0\0\x01a".to_vec(), enc(&1u64).unwrap()),
         (b"u\0\0\0\x02u1".to_vec(), enc(&1u64).unwrap()),
@@ -217,8 +239,9 @@ fn legacy_and_current() -> Vec<Pair> {
             b"N\0\0\0\0\0\0\0\x01\0\0\0\x01a".to_vec(),
             enc(&()).unwrap(),
         ),
-        socket_record(),
-    ]
+    ];
+    pairs.extend(older_socket_records());
+    pairs
 }
 
 #[test]
@@ -239,9 +262,22 @@ fn at_open_older_records_are_dropped_and_counters_recounted() {
     let sm = SmStore::new(&db, &dir).unwrap();
     let pairs = state_of(&sm.kv);
     assert!(pairs.iter().all(|(k, _)| !is_legacy(k)), "{pairs:?}");
-    assert!(pairs.contains(&socket_record()));
+    for p in current_socket_records() {
+        assert!(pairs.contains(&p), "{p:?} missing from {pairs:?}");
+    }
+    let current = current_socket_records();
+    for p in older_socket_records()
+        .iter()
+        .filter(|p| !current.contains(p))
+    {
+        assert!(!pairs.contains(p), "{p:?} still in {pairs:?}");
+    }
     let stats = state::read::stats(&sm.kv).unwrap();
-    assert_eq!((stats.unique_users, stats.room_count), (1, 1));
+    assert_eq!((stats.unique_users, stats.room_count), (1, 2));
+    assert_eq!(
+        state::read::presence(&sm.kv, "u1").unwrap(),
+        vec![(1, "a".to_string())]
+    );
     assert_eq!(stats.connections_per_node.get(&1), Some(&1));
     drop((sm, db));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -253,5 +289,5 @@ fn a_snapshot_made_by_an_older_version_installs_without_its_legacy_records() {
     let tree = db.open_tree("sm").unwrap();
     tree.insert(b"stale", b"gone".to_vec()).unwrap();
     restore(&tree, &enc(&legacy_and_current()).unwrap()).unwrap();
-    assert_eq!(state_of(&SledKv(tree)), vec![socket_record()]);
+    assert_eq!(state_of(&SledKv(tree)), current_socket_records());
 }

@@ -136,7 +136,7 @@ impl Members {
                 );
                 op
             }
-            Membership::Join { sid, rooms } => {
+            Membership::Join { sid, rooms, .. } => {
                 let Some(rec) = l.sockets.get_mut(&sid) else {
                     return;
                 };
@@ -153,7 +153,7 @@ impl Members {
                     rooms: added,
                 }
             }
-            Membership::Leave { sid, rooms } => {
+            Membership::Leave { sid, rooms, .. } => {
                 let Some(rec) = l.sockets.get_mut(&sid) else {
                     return;
                 };
@@ -170,7 +170,9 @@ impl Members {
                     rooms: removed,
                 }
             }
-            Membership::Close { sid, recoverable } => {
+            Membership::Close {
+                sid, recoverable, ..
+            } => {
                 let Some(rec) = l.sockets.remove(&sid) else {
                     return;
                 };
