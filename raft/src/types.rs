@@ -13,7 +13,15 @@ pub type NodeId = u64;
 /// The room every socket of `user_id` is in, from its connection to its close (CONTRACT §2:
 /// `user:<userId>`). A socket cannot leave it; the user's presence is its membership.
 pub fn user_room(user_id: &str) -> String {
-    format!("user:{user_id}")
+    format!("{USER_ROOM_PREFIX}{user_id}")
+}
+
+/// What every user's room name starts with.
+const USER_ROOM_PREFIX: &str = "user:";
+
+/// The user whose room `room` is ([`user_room`]), if it is a user's room.
+pub fn user_of_room(room: &str) -> Option<&str> {
+    room.strip_prefix(USER_ROOM_PREFIX)
 }
 
 /// What the membership config stores about each node.

@@ -114,7 +114,7 @@ pub fn room_members<K: KvRead + ?Sized>(
     room: &str,
 ) -> Result<Vec<(NodeId, String)>, StateError> {
     let mut out = pairs_node(kv, Key::tag(keys::ROOM_MEMBER).s(room).build())?;
-    if let Some(user) = sockets::user_of_room(room) {
+    if let Some(user) = crate::types::user_of_room(room) {
         for pair in kv.scan(&sockets::user_prefix(user), None, false) {
             let (k, v) = pair?;
             let mut r = KeyReader::new(&k);

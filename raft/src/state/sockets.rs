@@ -14,13 +14,14 @@
 //!
 //! Commands of older versions name a socket by its sid alone ([`Command::Join`] and the
 //! like); they find its record by a scan of the socket records. The commands of this version
-//! name its user too, and find it directly.
+//! name its user too, and find it directly. A socket id is one user's (the server draws them
+//! at random): a `SocketOpen` replaces an earlier record of the same id and user only.
 //!
 //! [`Command::Join`]: crate::types::Command::Join
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::types::{user_room, NodeId, SocketInfo};
+use crate::types::{user_of_room, user_room, NodeId, SocketInfo};
 
 use super::apply::meta_global;
 use super::keys::{self, add, get, put, Key, KeyReader};
@@ -35,11 +36,6 @@ fn socket_key(user: &str, sid: &str) -> Vec<u8> {
 /// The prefix of a user's socket records.
 pub(super) fn user_prefix(user: &str) -> Vec<u8> {
     Key::tag(keys::SOCKET).s(user).build()
-}
-
-/// The user whose room `room` is, if it is a user's room.
-pub(super) fn user_of_room(room: &str) -> Option<&str> {
-    room.strip_prefix("user:")
 }
 
 /// A socket's record: its key and what it holds.
