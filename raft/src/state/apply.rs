@@ -7,7 +7,7 @@ use crate::types::{
 use super::keys::{self, dec, get, meta, put, Key, KeyReader};
 use super::kv::Kv;
 use super::sockets::{
-    add_member, find, open_socket, remove_member, remove_socket, sockets_of_node, Found,
+    add_member, find, open_socket, remove_member, remove_socket, sockets_of_node, Found, SidIndex,
 };
 use super::{Detached, RoomMeta, StateError};
 
@@ -32,6 +32,7 @@ pub fn apply_entry<K: Kv + ?Sized>(
         now,
         index,
         out,
+        sids: SidIndex::default(),
     };
     let mut res = Vec::with_capacity(req.cmds.len());
     let mut stored_ids = Vec::new();
@@ -69,6 +70,8 @@ struct Ctx<'a, K: Kv + ?Sized> {
     now: u64,
     index: u64,
     out: &'a mut Vec<Applied>,
+    /// Users of sockets by sid, for the older command forms (built on first use).
+    sids: SidIndex,
 }
 
 type CmdResult = Result<Result<Response, String>, StateError>;
@@ -131,32 +134,43 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
                     rooms: dedup(rooms),
                 };
                 open_socket(self.kv, sid, info)?;
+                self.sids.opened(sid, user_id);
                 Ok(Ok(Response::Ok))
             }
-            Command::Join { sid, rooms } => self.join_leave(sid, None, rooms, true),
-            Command::Leave { sid, rooms } => self.join_leave(sid, None, rooms, false),
+            Command::Join { sid, rooms } => match self.sids.user(self.kv, sid)? {
+                Some(user) => self.join_leave(sid, &user, rooms, true),
+                None => Ok(Err(unknown_socket(sid))),
+            },
+            Command::Leave { sid, rooms } => match self.sids.user(self.kv, sid)? {
+                Some(user) => self.join_leave(sid, &user, rooms, false),
+                None => Ok(Err(unknown_socket(sid))),
+            },
             Command::JoinOf {
                 sid,
                 user_id,
                 rooms,
-            } => self.join_leave(sid, Some(user_id), rooms, true),
+            } => self.join_leave(sid, user_id, rooms, true),
             Command::LeaveOf {
                 sid,
                 user_id,
                 rooms,
-            } => self.join_leave(sid, Some(user_id), rooms, false),
+            } => self.join_leave(sid, user_id, rooms, false),
             Command::SocketClose {
                 sid,
                 recoverable_for_ms,
-            } => self
-                .close(sid, None, *recoverable_for_ms)
-                .map(|()| Ok(Response::Ok)),
+            } => {
+                let Some(user) = self.sids.user(self.kv, sid)? else {
+                    return Ok(Ok(Response::Ok));
+                };
+                self.close(sid, &user, *recoverable_for_ms)
+                    .map(|()| Ok(Response::Ok))
+            }
             Command::SocketCloseOf {
                 sid,
                 user_id,
                 recoverable_for_ms,
             } => self
-                .close(sid, Some(user_id), *recoverable_for_ms)
+                .close(sid, user_id, *recoverable_for_ms)
                 .map(|()| Ok(Response::Ok)),
             Command::Recover { pid, new_sid, node } => self.recover(pid, new_sid, *node),
             Command::NodeStarted {
@@ -170,7 +184,7 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
                 let sockets = sockets_of_node(self.kv, *node)?;
                 let mut sids = Vec::with_capacity(sockets.len());
                 for (user, sid) in sockets {
-                    self.close(&sid, Some(&user), *recoverable_for_ms)?;
+                    self.close(&sid, &user, *recoverable_for_ms)?;
                     sids.push(sid);
                 }
                 if !sids.is_empty() {
@@ -246,12 +260,7 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
 
     /// A socket closed: its records go, and with a recovery window it leaves a detached
     /// record to recover from.
-    fn close(
-        &mut self,
-        sid: &str,
-        user: Option<&str>,
-        recoverable_for_ms: u64,
-    ) -> Result<(), StateError> {
+    fn close(&mut self, sid: &str, user: &str, recoverable_for_ms: u64) -> Result<(), StateError> {
         if let Some(info) = remove_socket(self.kv, sid, user)? {
             if recoverable_for_ms > 0 {
                 let exp = self.now.saturating_add(recoverable_for_ms);
@@ -261,15 +270,9 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
         Ok(())
     }
 
-    fn join_leave(
-        &mut self,
-        sid: &str,
-        user: Option<&str>,
-        rooms: &[String],
-        join: bool,
-    ) -> CmdResult {
-        let Some(Found { key, mut info }) = find(self.kv, sid, user)? else {
-            return Ok(Err(format!("unknown socket {sid}")));
+    fn join_leave(&mut self, sid: &str, user: &str, rooms: &[String], join: bool) -> CmdResult {
+        let Some(Found { key, mut info }) = find(self.kv, sid, Some(user))? else {
+            return Ok(Err(unknown_socket(sid)));
         };
         let own = crate::types::user_room(&info.user_id);
         for room in rooms {
@@ -320,6 +323,7 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
             new_sid
         };
         open_socket(self.kv, sid, info)?;
+        self.sids.opened(sid, &d.user_id);
         Ok(Ok(Response::Recovered {
             user_id: d.user_id,
             session_id: d.session_id,
@@ -327,6 +331,10 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
             old_sid: d.sid,
         }))
     }
+}
+
+fn unknown_socket(sid: &str) -> String {
+    format!("unknown socket {sid}")
 }
 
 fn dedup(rooms: &[String]) -> Vec<String> {
