@@ -29,5 +29,5 @@ mod node;
 mod reader;
 
 pub use batch::{COMMIT_SECONDS, ENTRY_COMMANDS, QUORUM_CHECK_SECONDS};
-pub use node::{RaftConfig, RaftNode, SNAPSHOT_EVERY};
+pub use node::{RaftConfig, RaftNode, PEER_PROTOCOL, SNAPSHOT_EVERY};
 pub use reader::StateReader;

@@ -435,9 +435,68 @@ async fn members_of_this_version_propose_its_commands() {
         || nodes.values().all(|n| n.proposes_current_commands()),
     )
     .await;
-    let n2 = &nodes[&2];
-    n2.propose(Command::SocketOpen {
-        node: 2,
+    open_join_close(&nodes, 2).await;
+    for n in nodes.values() {
+        n.shutdown().await;
+    }
+}
+
+/// A member that speaks an older protocol (a node not yet upgraded, stood for by
+/// `RaftConfig::protocol`) keeps every node on the command forms every version reads; the
+/// socket commands still take effect everywhere; once it restarts on this protocol, the
+/// nodes propose this version's commands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_member_keeps_the_cluster_on_the_older_forms_until_it_is_upgraded() {
+    init_tracing();
+    let dir = tempdir("versions-mixed");
+    let ports: BTreeMap<NodeId, u16> = (1..=3).map(|i| (i, free_port())).collect();
+    let older = RaftConfig {
+        protocol: 1,
+        ..cfg(3, &ports, &dir, "s3cret")
+    };
+    let mut nodes = BTreeMap::new();
+    for id in 1..=2 {
+        nodes.insert(id, start(cfg(id, &ports, &dir, "s3cret")).await.0);
+    }
+    nodes.insert(3, start(older).await.0);
+    for n in nodes.values() {
+        assert!(n.wait_ready(Duration::from_secs(15)).await);
+    }
+    // Each node checks its members every second: three checks, and none may switch.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for n in nodes.values() {
+            assert!(
+                !n.proposes_current_commands(),
+                "node {} proposes commands node 3 cannot read",
+                n.id()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    open_join_close(&nodes, 1).await;
+
+    // Node 3 is upgraded: restarted on this protocol, same data dir.
+    nodes.remove(&3).unwrap().shutdown().await;
+    nodes.insert(3, start(cfg(3, &ports, &dir, "s3cret")).await.0);
+    assert!(nodes[&3].wait_ready(Duration::from_secs(15)).await);
+    eventually(
+        "every node proposes the current commands after the upgrade",
+        Duration::from_secs(15),
+        || nodes.values().all(|n| n.proposes_current_commands()),
+    )
+    .await;
+    for n in nodes.values() {
+        n.shutdown().await;
+    }
+}
+
+/// Through node `via`: a socket of alice opens there, joins `room:x` (in the form that names
+/// its user) and closes; each step must reach every node's state.
+async fn open_join_close(nodes: &BTreeMap<NodeId, RaftNode>, via: NodeId) {
+    let n = &nodes[&via];
+    n.propose(Command::SocketOpen {
+        node: via,
         sid: "s1".into(),
         pid: "p1".into(),
         user_id: "alice".into(),
@@ -446,7 +505,7 @@ async fn members_of_this_version_propose_its_commands() {
     })
     .await
     .unwrap();
-    let joined = n2
+    let joined = n
         .propose(Command::JoinOf {
             sid: "s1".into(),
             user_id: "alice".into(),
@@ -455,18 +514,18 @@ async fn members_of_this_version_propose_its_commands() {
         .await
         .unwrap();
     assert_eq!(joined, raftcast_raft::Response::Ok);
+    let here = vec![(via, "s1".to_string())];
     eventually(
         "the join reaches every node",
         Duration::from_secs(10),
         || {
             nodes.values().all(|n| {
-                n.state().room_members("room:x") == vec![(2, "s1".to_string())]
-                    && n.state().presence("alice") == vec![(2, "s1".to_string())]
+                n.state().room_members("room:x") == here && n.state().presence("alice") == here
             })
         },
     )
     .await;
-    n2.propose(Command::SocketCloseOf {
+    n.propose(Command::SocketCloseOf {
         sid: "s1".into(),
         user_id: "alice".into(),
         recoverable_for_ms: 0,
@@ -484,7 +543,4 @@ async fn members_of_this_version_propose_its_commands() {
         },
     )
     .await;
-    for n in nodes.values() {
-        n.shutdown().await;
-    }
 }

@@ -103,6 +103,7 @@ pub async fn start(
         recovery_window: retention.recovery_window,
         fault_injection: config.fault_injection,
         snapshot_every: raftcast_raft::SNAPSHOT_EVERY,
+        protocol: raftcast_raft::PEER_PROTOCOL,
     };
     let (node, applied) = RaftNode::start(cfg)
         .await

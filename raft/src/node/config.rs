@@ -40,6 +40,10 @@ pub struct RaftConfig {
     /// Applied entries between two snapshots of this node (the log is purged up to 1,000
     /// entries before each). Members snapshot at different indexes (`node/snapshots.rs`).
     pub snapshot_every: u64,
+    /// The peer protocol this node says it speaks ([`crate::PEER_PROTOCOL`]). Tests set an
+    /// older one to stand for a node of an older version: it answers so, and proposes only
+    /// the command forms every version reads.
+    pub protocol: u32,
 }
 
 /// The default of [`RaftConfig::snapshot_every`].
@@ -61,6 +65,7 @@ impl Default for RaftConfig {
             recovery_window: Duration::from_secs(120),
             fault_injection: false,
             snapshot_every: SNAPSHOT_EVERY,
+            protocol: super::versions::PROTOCOL,
         }
     }
 }

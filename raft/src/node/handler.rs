@@ -31,7 +31,7 @@ impl Handler for Core {
                 initialized: self.raft.is_initialized().await.unwrap_or(false),
             },
             Req::LogState => Resp::LogState(self.log_state()),
-            Req::Version => Resp::Version(super::versions::PROTOCOL),
+            Req::Version => Resp::Version(self.cfg.protocol),
         }
     }
 }

@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use config::{RaftConfig, SNAPSHOT_EVERY};
+pub use versions::PROTOCOL as PEER_PROTOCOL;
 
 use crate::batch::{self, Item};
 use crate::error::{ProposeError, StartError};
@@ -195,6 +196,7 @@ impl RaftNode {
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let (ptx, prx) = mpsc::channel(4096);
+        let cfg_protocol = cfg.protocol;
         let core = Arc::new(Core {
             id: cfg.node_id,
             cfg,
@@ -212,7 +214,7 @@ impl RaftNode {
             batch_entries: AtomicU64::new(0),
             batch_commands: AtomicU64::new(0),
             fast_elections: AtomicU64::new(0),
-            versions: versions::Versions::default(),
+            versions: versions::Versions::new(cfg_protocol),
         });
         tokio::spawn(crate::network::serve(listener, net, core.clone(), stop_rx));
         tokio::spawn(batch::run(core.clone(), prx));

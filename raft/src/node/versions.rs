@@ -26,7 +26,7 @@ use crate::types::{Command, NodeId};
 
 /// The peer protocol this version speaks. 2: the commands naming a socket's user
 /// ([`Command::JoinOf`], [`Command::LeaveOf`], [`Command::SocketCloseOf`]).
-pub(crate) const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 2;
 
 /// How often the membership is checked (and unknown members asked).
 const TICK: Duration = Duration::from_secs(1);
@@ -40,6 +40,9 @@ const JOIN_GRACE: Duration = Duration::from_secs(30);
 /// What this node knows of the other members' versions.
 #[derive(Default)]
 pub(crate) struct Versions {
+    /// Whether this node itself proposes the newer forms (not when it stands for an older
+    /// version in a test: [`crate::RaftConfig::protocol`]).
+    older: bool,
     /// Members that answered [`PROTOCOL`] or later.
     current: Mutex<BTreeSet<NodeId>>,
     /// Whether every member of the current membership did.
@@ -52,7 +55,7 @@ pub(crate) struct Versions {
 impl Versions {
     /// `cmd` as this node may propose it now.
     pub(crate) fn proposable(&self, cmd: Command) -> Command {
-        if self.all.load(Ordering::Relaxed) {
+        if self.all() {
             cmd
         } else {
             cmd.compatible()
@@ -61,7 +64,15 @@ impl Versions {
 
     /// Whether every member reads this version's commands (they are proposed as they are).
     pub(crate) fn all(&self) -> bool {
-        self.all.load(Ordering::Relaxed)
+        !self.older && self.all.load(Ordering::Relaxed)
+    }
+
+    /// For a node that speaks `protocol`.
+    pub(crate) fn new(protocol: u32) -> Versions {
+        Versions {
+            older: protocol < PROTOCOL,
+            ..Versions::default()
+        }
     }
 
     /// Members of `members` (other than `me`) not known to speak [`PROTOCOL`].
