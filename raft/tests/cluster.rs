@@ -422,19 +422,7 @@ async fn members_of_this_version_propose_its_commands() {
     init_tracing();
     let dir = tempdir("versions3");
     let ports: BTreeMap<NodeId, u16> = (1..=3).map(|i| (i, free_port())).collect();
-    let mut nodes = BTreeMap::new();
-    for id in 1..=3 {
-        nodes.insert(id, start(cfg(id, &ports, &dir, "s3cret")).await.0);
-    }
-    for n in nodes.values() {
-        assert!(n.wait_ready(Duration::from_secs(15)).await);
-    }
-    eventually(
-        "every node proposes the current commands",
-        Duration::from_secs(10),
-        || nodes.values().all(|n| n.proposes_current_commands()),
-    )
-    .await;
+    let nodes = three_on_current_commands(&ports, &dir).await;
     open_join_close(&nodes, 2).await;
     for n in nodes.values() {
         n.shutdown().await;
@@ -543,4 +531,83 @@ async fn open_join_close(nodes: &BTreeMap<NodeId, RaftNode>, via: NodeId) {
         },
     )
     .await;
+}
+
+/// Once the cluster proposes this version's commands, a node that speaks an older protocol
+/// is refused as a learner (it could not read the log) and the cluster stays on the newer
+/// commands; the same node on this protocol joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_node_cannot_join_a_cluster_on_the_newer_commands() {
+    init_tracing();
+    let dir = tempdir("versions-join");
+    let ports: BTreeMap<NodeId, u16> = (1..=4).map(|i| (i, free_port())).collect();
+    let voters: BTreeMap<NodeId, u16> = ports
+        .iter()
+        .filter(|(i, _)| **i <= 3)
+        .map(|(i, p)| (*i, *p))
+        .collect();
+    let nodes = three_on_current_commands(&voters, &dir).await;
+    let learner = |protocol| RaftConfig {
+        peers: BTreeMap::new(),
+        join: Some(format!("127.0.0.1:{}", ports[&1])),
+        protocol,
+        ..cfg(4, &ports, &dir, "s3cret")
+    };
+    let older = start(learner(1)).await.0;
+    let members = |nodes: &BTreeMap<NodeId, RaftNode>| {
+        nodes
+            .values()
+            .map(|n| n.status().nodes.len())
+            .max()
+            .unwrap_or(0)
+    };
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        assert_eq!(members(&nodes), 3, "the older node was let in");
+        assert!(nodes.values().all(|n| n.proposes_current_commands()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    older.shutdown().await;
+    drop(older);
+    let current = start(learner(raftcast_raft::PEER_PROTOCOL)).await.0;
+    eventually(
+        "the node of this version joins",
+        Duration::from_secs(15),
+        || members(&nodes) == 4,
+    )
+    .await;
+    eventually(
+        "every node proposes the current commands again",
+        Duration::from_secs(10),
+        || {
+            nodes.values().all(|n| n.proposes_current_commands())
+                && current.proposes_current_commands()
+        },
+    )
+    .await;
+    current.shutdown().await;
+    for n in nodes.values() {
+        n.shutdown().await;
+    }
+}
+
+/// Three voters of this version on `ports`, ready, each proposing this version's commands.
+async fn three_on_current_commands(
+    ports: &BTreeMap<NodeId, u16>,
+    dir: &TempDir,
+) -> BTreeMap<NodeId, RaftNode> {
+    let mut nodes = BTreeMap::new();
+    for id in 1..=3 {
+        nodes.insert(id, start(cfg(id, ports, dir, "s3cret")).await.0);
+    }
+    for n in nodes.values() {
+        assert!(n.wait_ready(Duration::from_secs(15)).await);
+    }
+    eventually(
+        "every node proposes the current commands",
+        Duration::from_secs(10),
+        || nodes.values().all(|n| n.proposes_current_commands()),
+    )
+    .await;
+    nodes
 }

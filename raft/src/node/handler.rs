@@ -75,6 +75,10 @@ impl Core {
         let leader = self.raft.metrics().borrow().current_leader;
         match leader {
             Some(l) if l == self.id => {
+                if let Err(why) = super::versions::may_join(self, node_id, &info.peer_addr).await {
+                    tracing::warn!(node_id, from, %info, "join refused: {why}");
+                    return JoinReply::Err(why);
+                }
                 tracing::info!(node_id, from, %info, "adding learner");
                 // Older command forms until the new member has said which it reads.
                 self.versions.membership_changing(node_id);

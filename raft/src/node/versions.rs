@@ -129,6 +129,33 @@ impl Versions {
     }
 }
 
+/// Whether node `node_id` (its peer transport at `addr`) may join: always while the cluster
+/// proposes the older forms; once it proposes this version's commands, only if the node
+/// answers this protocol or later (an older one could not read the log). The error says why,
+/// for the joiner's log and the leader's.
+pub(crate) async fn may_join(core: &Core, node_id: NodeId, addr: &str) -> Result<(), String> {
+    if !core.versions.all.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    match core
+        .net
+        .call(addr, Some(node_id), &Req::Version, ASK_TIMEOUT)
+        .await
+    {
+        Ok(r) if speaks_current(&r) => Ok(()),
+        answer => Err(format!(
+            "this cluster proposes the commands of peer protocol {PROTOCOL}, which node \
+             {node_id} does not read (it answered {}): run the cluster's version of \
+             raftcast or a newer one on it",
+            match answer {
+                Ok(Resp::Version(v)) => format!("protocol {v}"),
+                Ok(_) => "something else".to_owned(),
+                Err(e) => format!("no protocol: {e}"),
+            }
+        )),
+    }
+}
+
 /// Whether an answer to [`Req::Version`] says the member reads this version's commands.
 fn speaks_current(resp: &Resp) -> bool {
     matches!(resp, Resp::Version(v) if *v >= PROTOCOL)
