@@ -130,11 +130,13 @@ impl Versions {
 }
 
 /// Whether node `node_id` (its peer transport at `addr`) may join: always while the cluster
-/// proposes the older forms; once it proposes this version's commands, only if the node
+/// proposes the older forms; once it proposes this version's commands, or may be about to
+/// (another node is joining, which closed the gate until it has answered), only if the node
 /// answers this protocol or later (an older one could not read the log). The error says why,
-/// for the joiner's log and the leader's.
+/// for the joiner's log and the leader's; a joiner refused while another joined retries.
 pub(crate) async fn may_join(core: &Core, node_id: NodeId, addr: &str) -> Result<(), String> {
-    if !core.versions.all.load(Ordering::Relaxed) {
+    let joining = core.versions.joining.lock().map_or(true, |j| j.is_some());
+    if !core.versions.all.load(Ordering::Relaxed) && !joining {
         return Ok(());
     }
     match core
