@@ -117,9 +117,7 @@ pub fn room_members<K: KvRead + ?Sized>(
     if let Some(user) = crate::types::user_of_room(room) {
         for pair in kv.scan(&sockets::user_prefix(user), None, false) {
             let (k, v) = pair?;
-            let mut r = KeyReader::new(&k);
-            r.s()?;
-            let sid = r.s()?;
+            let (_, sid) = sockets::socket_key_parts(&k)?;
             out.push((keys::dec::<SocketInfo>(&v)?.node, sid));
         }
         out.sort_by(|a, b| a.1.cmp(&b.1));

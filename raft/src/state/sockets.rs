@@ -33,6 +33,13 @@ fn socket_key(user: &str, sid: &str) -> Vec<u8> {
     Key::tag(keys::SOCKET).s(user).s(sid).build()
 }
 
+/// The (user, sid) a socket record's key names.
+pub(super) fn socket_key_parts(key: &[u8]) -> Result<(String, String), StateError> {
+    let mut r = KeyReader::new(key);
+    let user = r.s()?;
+    Ok((user, r.s()?))
+}
+
 /// The prefix of a user's socket records.
 pub(super) fn user_prefix(user: &str) -> Vec<u8> {
     Key::tag(keys::SOCKET).s(user).build()
@@ -57,9 +64,7 @@ pub(super) fn find<K: KvRead + ?Sized>(
     }
     for pair in kv.scan(&[keys::SOCKET], None, false) {
         let (k, v) = pair?;
-        let mut r = KeyReader::new(&k);
-        r.s()?;
-        if r.s()? == sid {
+        if socket_key_parts(&k)?.1 == sid {
             return Ok(Some(Found {
                 key: k,
                 info: keys::dec(&v)?,
@@ -74,6 +79,7 @@ pub(super) fn find<K: KvRead + ?Sized>(
 /// of one per command. A reconnection storm during a rolling upgrade sends thousands of them
 /// while the cluster still proposes the older forms; at 10,000 sockets a scan costs about 4 ms
 /// (release build, sled), and an entry holds up to 64 commands.
+///
 /// Built at the second lookup of an entry: a lone command of the older form costs one scan
 /// that stops at its socket, less than building the index (about 14 ms at 10,000 sockets).
 #[derive(Default)]
@@ -95,10 +101,8 @@ impl SidIndex {
         if self.users.is_none() && self.lookups > 1 {
             let mut users = std::collections::HashMap::new();
             for pair in kv.scan(&[keys::SOCKET], None, false) {
-                let (k, _) = pair?;
-                let mut r = KeyReader::new(&k);
-                let user = r.s()?;
-                users.insert(r.s()?, user);
+                let (user, sid) = socket_key_parts(&pair?.0)?;
+                users.insert(sid, user);
             }
             self.users = Some(users);
         }
@@ -131,9 +135,7 @@ pub(super) fn sockets_of_node<K: Kv + ?Sized>(
     for pair in kv.scan(&[keys::SOCKET], None, false) {
         let (k, v) = pair?;
         if keys::dec::<SocketInfo>(&v)?.node == node {
-            let mut r = KeyReader::new(&k);
-            let user = r.s()?;
-            out.push((user, r.s()?));
+            out.push(socket_key_parts(&k)?);
         }
     }
     out.sort_by(|a, b| a.1.cmp(&b.1));
@@ -149,7 +151,7 @@ fn any_under<K: Kv + ?Sized>(kv: &K, prefix: &[u8]) -> Result<bool, StateError> 
 }
 
 /// Whether any key starts with `prefix` once `removed` (just deleted) is gone. When
-/// `removed` is under `prefix`, looks after it first: a node's sockets are removed in key
+/// `removed` is under `prefix`, looks after it first: a node's sockets are removed in sid
 /// order, so a scan from the prefix's start would step over every member already deleted in
 /// the same batch (the overlay hides them one by one), quadratic in a big room; the scan from
 /// the start is left for the last members.
