@@ -1,6 +1,6 @@
 //! ISSUE 4, test 1: one order across nodes. A client on node 2 receives durable events
 //! emitted through nodes 1 and 3 with gapless offsets in emit order; presence and stats
-//! are cluster-wide.
+//! are cluster-wide. A batch (`/api/emit/batch`) through a follower keeps its order.
 
 // Tests fail by panicking: expect/unwrap are the point here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -96,6 +96,38 @@ async fn events_through_two_nodes_arrive_in_one_order_on_a_third() {
         .collect("trade:executed", 1, Duration::from_millis(300))
         .await;
     assert!(extra.is_empty(), "duplicate deliveries: {extra:?}");
+
+    // A batch of 150 (more than one log entry holds) through a follower: delivered on node 2
+    // in the batch's order, offsets continuing without a gap, as answered.
+    let leader = c.agreed_leader(&[1, 2, 3], Duration::from_secs(10)).await;
+    let via = (1..=3).find(|&id| id != leader).expect("a follower");
+    const B: u64 = 150;
+    let first = N + M + 1;
+    let r = c.emit_trades(via, user, first..first + B).await;
+    let answer = match r {
+        Ok((200, v)) => v,
+        other => panic!("batch through follower {via}: {other:?}"),
+    };
+    let answered: Vec<u64> = answer["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["offset"].as_u64().expect("offset"))
+        .collect();
+    assert_eq!(answered, (first..first + B).collect::<Vec<_>>(), "{answer}");
+    let got = on2
+        .collect("trade:executed", B as usize, Duration::from_secs(10))
+        .await;
+    let pairs_b: Vec<(u64, u64)> = got
+        .iter()
+        .map(|a| durable_parts(a))
+        .map(|p| (p.0, p.1))
+        .collect();
+    assert_eq!(
+        pairs_b,
+        (first..first + B).map(|i| (i, i)).collect::<Vec<_>>(),
+        "the batch through node {via} as node 2's client saw it"
+    );
 
     // Presence from node 3: online, on nodes 1 and 2 (both clients).
     let presence = poll(Duration::from_secs(5), || async {

@@ -1,6 +1,7 @@
 //! ISSUE 4, test 4: two of three nodes killed. The survivor refuses durable emits with 503
 //! NO_QUORUM, reports `unhealthy`, and keeps its clients; restarting both with their data
-//! dirs heals the cluster with history and sessions intact.
+//! dirs heals the cluster with history and sessions intact. A batch of emits
+//! (`/api/emit/batch`) without a quorum is refused whole, and none of it is written.
 
 // Tests fail by panicking: expect/unwrap are the point here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -74,6 +75,13 @@ async fn survivor_without_quorum_refuses_then_cluster_heals_on_restart() {
         "{r:?}"
     );
     refused.push(110);
+    // A batch without a quorum: 503 NO_QUORUM as a whole, and none of its events written.
+    let r = c.emit_trades(survivor, user, 111..114).await;
+    assert!(
+        matches!(&r, Ok((503, v)) if v["code"] == json!("NO_QUORUM")),
+        "batch without a quorum: {r:?}"
+    );
+    refused.extend(111..=113);
 
     // /health/websocket: 503, unhealthy, with a raft section.
     let h = poll(Duration::from_secs(5), || async {

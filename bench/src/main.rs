@@ -96,6 +96,10 @@ struct ScenarioArgs {
     /// durable-commit throughput with little fan-out).
     #[arg(long)]
     cross_members: Option<usize>,
+    /// Emits per request in the M5 ramp of `crossnode` (raftcast only: more than 1 posts
+    /// them together to `/api/emit/batch`).
+    #[arg(long)]
+    cross_batch: Option<usize>,
     /// Override the first emit rate of the M5 ramp (emits/s).
     #[arg(long)]
     cross_start_rate: Option<f64>,
@@ -171,6 +175,7 @@ fn real_main() -> Result<()> {
                 step_s,
                 members,
                 cross_members,
+                cross_batch,
                 cross_start_rate,
                 max_steps,
                 round,
@@ -192,6 +197,9 @@ fn real_main() -> Result<()> {
             }
             if let Some(m) = cross_members {
                 profile.cross_members_per_room = m.max(1);
+            }
+            if let Some(b) = cross_batch {
+                profile.cross_batch = b.clamp(1, 1000);
             }
             if let Some(r) = cross_start_rate {
                 profile.cross_start_rate = r.max(1.0);

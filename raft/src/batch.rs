@@ -2,6 +2,7 @@
 //! ([`Request`] with many commands). On the leader the batch goes to `client_write`; on a
 //! follower it is forwarded whole to the leader, whose own batcher merges it with others.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -58,20 +59,30 @@ pub(crate) struct Item {
     pub tx: oneshot::Sender<Outcome>,
 }
 
-/// Run the batcher until `rx` closes or the node stops.
-pub(crate) async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Item>) {
+/// Run the batcher until `rx` closes or the node stops. Proposals arrive in groups (one
+/// per caller: a single proposal, a batch of emits, a follower's forwarded entry); a group
+/// joins the entry being gathered whole, and what does not fit waits at the front of the
+/// queue for the next entry, so a group keeps its order and spans as few entries as the
+/// limits allow.
+pub(crate) async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Vec<Item>>) {
     let sem = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut stop = core.stop_rx.clone();
+    let mut pending: VecDeque<Item> = VecDeque::new();
     loop {
         let permit = tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
             p = sem.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
-        let first = tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            i = rx.recv() => match i { Some(i) => i, None => break },
-        };
-        let items = gather(first, &mut rx);
+        if pending.is_empty() {
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                g = rx.recv() => match g { Some(g) => pending.extend(g), None => break },
+            }
+        }
+        let items = gather(&mut pending, &mut rx);
+        if items.is_empty() {
+            continue;
+        }
         let core = core.clone();
         tokio::spawn(async move {
             process(&core, items).await;
@@ -80,26 +91,35 @@ pub(crate) async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Item>) {
     }
     // Fail whatever is still queued.
     rx.close();
-    while let Ok(i) = rx.try_recv() {
-        let _ = i.tx.send(Err(ProposeError::ShuttingDown));
+    fail(pending.into_iter().collect(), ProposeError::ShuttingDown);
+    while let Ok(g) = rx.try_recv() {
+        fail(g, ProposeError::ShuttingDown);
     }
 }
 
-/// `first` and the proposals already queued behind it, up to [`MAX_BATCH`] commands and
-/// [`MAX_BATCH_BYTES`] (the rest wait for the next entry).
-fn gather(first: Item, rx: &mut mpsc::Receiver<Item>) -> Vec<Item> {
-    let mut bytes = first.cmd.approx_bytes();
-    let mut items = vec![first];
-    while items.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
-        match rx.try_recv() {
-            Ok(i) => {
-                bytes = bytes.saturating_add(i.cmd.approx_bytes());
-                items.push(i);
+/// The next entry's proposals: from the front of `pending`, then from the groups already
+/// queued behind it, up to [`MAX_BATCH`] commands and [`MAX_BATCH_BYTES`] (the first always
+/// goes in, however large). What does not fit stays at the front of `pending`.
+fn gather(pending: &mut VecDeque<Item>, rx: &mut mpsc::Receiver<Vec<Item>>) -> Vec<Item> {
+    let mut bytes = 0usize;
+    let mut items = Vec::new();
+    loop {
+        while let Some(next) = pending.pop_front() {
+            if !items.is_empty() && (items.len() >= MAX_BATCH || bytes >= MAX_BATCH_BYTES) {
+                pending.push_front(next);
+                return items;
             }
-            Err(_) => break,
+            bytes = bytes.saturating_add(next.cmd.approx_bytes());
+            items.push(next);
+        }
+        if items.len() >= MAX_BATCH || bytes >= MAX_BATCH_BYTES {
+            return items;
+        }
+        match rx.try_recv() {
+            Ok(g) => pending.extend(g),
+            Err(_) => return items,
         }
     }
-    items
 }
 
 fn fail(items: Vec<Item>, e: ProposeError) {
@@ -351,32 +371,74 @@ mod tests {
         }
     }
 
-    fn queue(payloads: &[usize]) -> mpsc::Receiver<Item> {
+    /// Groups of the given payload sizes queued on a channel.
+    fn queue(groups: &[&[usize]]) -> mpsc::Receiver<Vec<Item>> {
         let (tx, rx) = mpsc::channel(1024);
-        for &p in payloads {
-            tx.try_send(item(p)).ok().unwrap();
+        for g in groups {
+            tx.try_send(g.iter().map(|&p| item(p)).collect())
+                .ok()
+                .unwrap();
         }
         rx
     }
 
+    fn sizes(items: &[Item]) -> Vec<usize> {
+        items.iter().map(|i| i.cmd.approx_bytes()).collect()
+    }
+
     #[test]
     fn a_batch_stops_at_the_command_limit_for_small_events() {
-        let mut rx = queue(&[200; 100]);
-        let b = gather(item(200), &mut rx);
+        let mut rx = queue(&[&[200; 100]]);
+        let mut pending = VecDeque::new();
+        let b = gather(&mut pending, &mut rx);
         assert_eq!(b.len(), MAX_BATCH);
-        assert_eq!(rx.len(), 100 - (MAX_BATCH - 1));
+        assert_eq!(
+            pending.len(),
+            100 - MAX_BATCH,
+            "the rest wait for the next entry"
+        );
+        assert_eq!(gather(&mut pending, &mut rx).len(), 100 - MAX_BATCH);
+        assert!(gather(&mut pending, &mut rx).is_empty());
     }
 
     #[test]
     fn a_batch_stops_at_the_byte_limit_for_large_events() {
-        let mut rx = queue(&[60_000; 20]);
-        let b = gather(item(60_000), &mut rx);
+        let mut rx = queue(&[&[60_000; 21]]);
+        let mut pending = VecDeque::new();
         // 60 kB each: the fifth passes 256 KiB, so no sixth joins.
-        assert_eq!(b.len(), 5);
-        let next = gather(rx.try_recv().unwrap(), &mut rx);
-        assert_eq!(next.len(), 5, "the rest make the next entries");
+        assert_eq!(gather(&mut pending, &mut rx).len(), 5);
+        assert_eq!(
+            gather(&mut pending, &mut rx).len(),
+            5,
+            "the rest make the next entries"
+        );
         // One event over the limit still makes an entry by itself.
-        let mut rx = queue(&[10]);
-        assert_eq!(gather(item(300_000), &mut rx).len(), 1);
+        let mut rx = queue(&[&[300_000], &[10]]);
+        let mut pending = VecDeque::new();
+        assert_eq!(gather(&mut pending, &mut rx).len(), 1);
+        assert_eq!(gather(&mut pending, &mut rx).len(), 1);
+    }
+
+    #[test]
+    fn groups_join_an_entry_in_order_and_the_rest_comes_first_in_the_next() {
+        // Groups of 1, 40, 40 and 3 commands, told apart by their sizes.
+        let a: Vec<usize> = (0..40).map(|i| 1000 + i).collect();
+        let b: Vec<usize> = (0..40).map(|i| 2000 + i).collect();
+        let mut rx = queue(&[&[10], &a, &b, &[3000, 3001, 3002]]);
+        let mut pending = VecDeque::new();
+        let first = gather(&mut pending, &mut rx);
+        let second = gather(&mut pending, &mut rx);
+        let all: Vec<usize> = sizes(&first).into_iter().chain(sizes(&second)).collect();
+        let mut want = vec![10];
+        want.extend(&a);
+        want.extend(&b);
+        want.extend([3000, 3001, 3002]);
+        let want: Vec<usize> = want
+            .into_iter()
+            .map(|p| item(p).cmd.approx_bytes())
+            .collect();
+        assert_eq!(first.len(), MAX_BATCH);
+        assert_eq!(all, want, "commands out of their groups' order");
+        assert!(gather(&mut pending, &mut rx).is_empty());
     }
 }

@@ -42,6 +42,15 @@ pub struct Published {
     pub ts_ms: u64,
 }
 
+/// One event of [`Fanout::publish_many`].
+#[derive(Debug, Clone)]
+pub struct PublishRequest {
+    pub room: String,
+    pub event: String,
+    pub payload: Payload,
+    pub durable: bool,
+}
+
 /// An event as kept in a room's history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredEvent {
@@ -185,6 +194,24 @@ pub trait Fanout: Send + Sync + 'static {
         payload: Payload,
         durable: bool,
     ) -> Result<Published, FanoutError>;
+
+    /// Publishes several events in the given order: events to one room get increasing
+    /// offsets in that order. One answer per event, in the same order; an event that fails
+    /// does not stop the others. Backends that can commit many at once override this (the
+    /// Raft backend puts them in as few log entries as its batch limits allow).
+    async fn publish_many(
+        &self,
+        items: Vec<PublishRequest>,
+    ) -> Vec<Result<Published, FanoutError>> {
+        let mut out = Vec::with_capacity(items.len());
+        for it in items {
+            out.push(
+                self.publish(&it.room, &it.event, it.payload, it.durable)
+                    .await,
+            );
+        }
+        out
+    }
 
     async fn create_session(
         &self,

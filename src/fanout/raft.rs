@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::local::Retention;
 use super::{
     BackendHealth, ClusterCounts, Delivery, Fanout, FanoutError, History, Membership, Payload,
-    Presence, Published, RecoveredSocket, SessionInfo, SharedFanout, Sink, StoredEvent,
+    Presence, PublishRequest, Published, RecoveredSocket, SessionInfo, SharedFanout, Sink,
+    StoredEvent,
 };
 use crate::config::Config;
 
@@ -48,6 +49,31 @@ fn propose_err(e: ProposeError) -> FanoutError {
         ProposeError::Rejected(m) => FanoutError::Invalid(m),
         ProposeError::ShuttingDown => FanoutError::NoQuorum("this node is shutting down".into()),
         ProposeError::Fatal(m) => FanoutError::Internal(m),
+    }
+}
+
+/// A publish's answer from the state machine, with the log index it was applied at.
+fn published(answer: Result<Response, ProposeError>) -> Result<(Published, u64), FanoutError> {
+    match answer.map_err(propose_err)? {
+        Response::Published {
+            room,
+            offset,
+            epoch,
+            ts_ms,
+            index,
+            ..
+        } => Ok((
+            Published {
+                room,
+                offset,
+                epoch,
+                ts_ms,
+            },
+            index,
+        )),
+        other => Err(FanoutError::Internal(format!(
+            "unexpected answer {other:?}"
+        ))),
     }
 }
 
@@ -134,6 +160,24 @@ pub async fn start(
 impl RaftFanout {
     fn reader(&self) -> raftcast_raft::StateReader {
         self.node.state()
+    }
+
+    /// The command that publishes one event with this node's retention settings.
+    fn publish_command(
+        &self,
+        room: String,
+        event: String,
+        payload: Payload,
+        durable: bool,
+    ) -> Command {
+        Command::Publish {
+            room,
+            event,
+            payload: payload.to_bytes(),
+            durable,
+            history_max: u32::try_from(self.retention.history_size).unwrap_or(u32::MAX),
+            history_ttl_ms: Self::ms(self.retention.history_ttl),
+        }
     }
 
     fn ms(d: Duration) -> u64 {
@@ -368,35 +412,35 @@ impl Fanout for RaftFanout {
         payload: Payload,
         durable: bool,
     ) -> Result<Published, FanoutError> {
-        let cmd = Command::Publish {
-            room: room.to_owned(),
-            event: event.to_owned(),
-            payload: payload.to_bytes(),
-            durable,
-            history_max: u32::try_from(self.retention.history_size).unwrap_or(u32::MAX),
-            history_ttl_ms: Self::ms(self.retention.history_ttl),
-        };
-        match self.node.propose(cmd).await.map_err(propose_err)? {
-            Response::Published {
-                room,
-                offset,
-                epoch,
-                ts_ms,
-                index,
-                ..
-            } => {
-                self.wait_delivered(index, Duration::from_secs(2)).await;
-                Ok(Published {
-                    room,
-                    offset,
-                    epoch,
-                    ts_ms,
-                })
-            }
-            other => Err(FanoutError::Internal(format!(
-                "unexpected answer {other:?}"
-            ))),
+        let cmd = self.publish_command(room.to_owned(), event.to_owned(), payload, durable);
+        let (published, index) = published(self.node.propose(cmd).await)?;
+        self.wait_delivered(index, Duration::from_secs(2)).await;
+        Ok(published)
+    }
+
+    async fn publish_many(
+        &self,
+        items: Vec<PublishRequest>,
+    ) -> Vec<Result<Published, FanoutError>> {
+        let cmds = items
+            .into_iter()
+            .map(|it| self.publish_command(it.room, it.event, it.payload, it.durable))
+            .collect();
+        let answers: Vec<_> = self
+            .node
+            .propose_many(cmds)
+            .await
+            .into_iter()
+            .map(published)
+            .collect();
+        let last = answers
+            .iter()
+            .filter_map(|a| a.as_ref().ok().map(|(_, index)| *index))
+            .max();
+        if let Some(index) = last {
+            self.wait_delivered(index, Duration::from_secs(2)).await;
         }
+        answers.into_iter().map(|a| a.map(|(p, _)| p)).collect()
     }
 
     async fn create_session(

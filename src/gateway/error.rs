@@ -41,6 +41,27 @@ impl GatewayError {
         }
     }
 
+    /// The same error with its message prefixed by where it was found (`emits[3]: ...`).
+    pub fn at(self, place: &str) -> GatewayError {
+        let at = |m: String| format!("{place}: {m}");
+        match self {
+            GatewayError::Unauthorized(m) => GatewayError::Unauthorized(at(m)),
+            GatewayError::Forbidden(m) => GatewayError::Forbidden(at(m)),
+            GatewayError::RateLimit {
+                message,
+                retry_after_ms,
+            } => GatewayError::RateLimit {
+                message: at(message),
+                retry_after_ms,
+            },
+            GatewayError::SubscriptionLimit(m) => GatewayError::SubscriptionLimit(at(m)),
+            GatewayError::InvalidPayload(m) => GatewayError::InvalidPayload(at(m)),
+            GatewayError::PayloadTooLarge(m) => GatewayError::PayloadTooLarge(at(m)),
+            GatewayError::NoQuorum(m) => GatewayError::NoQuorum(at(m)),
+            GatewayError::Internal(m) => GatewayError::Internal(at(m)),
+        }
+    }
+
     /// `{ code, message, retryAfterMs? }`.
     pub fn body(&self) -> Value {
         let mut v = json!({ "code": self.code(), "message": self.to_string() });

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::fanout::{Membership, Payload, Published, SharedFanout};
+use crate::fanout::{Membership, Payload, PublishRequest, Published, SharedFanout};
 use crate::socketio::{
     Accept, BoxFuture, ConnectRequest, DisconnectReason, Event, Handler, Namespace, Refusal,
     Restore, Socket,
@@ -195,6 +195,36 @@ impl Gateway {
         self.0.published.add(1);
         metrics::counter!("raftcast_events_published_total", "event" => crate::telemetry::event_label(event), "durable" => if durable { "true" } else { "false" }).increment(1);
         Ok(published)
+    }
+
+    /// Publishes several events in order (events to one room get increasing offsets in the
+    /// order given): one answer per event, in the same order. Every room and event name is
+    /// checked before anything is published; the first bad one fails the whole call with its
+    /// position (`emits[i]: ...`) and nothing is written.
+    pub async fn publish_many(
+        &self,
+        items: Vec<PublishRequest>,
+    ) -> Result<Vec<Result<Published, GatewayError>>, GatewayError> {
+        for (i, it) in items.iter().enumerate() {
+            validate::check_room(&it.room)
+                .and_then(|()| validate::check_event_name(&it.event))
+                .map_err(|e| e.at(&format!("emits[{i}]")))?;
+        }
+        let labels: Vec<_> = items
+            .iter()
+            .map(|it| (crate::telemetry::event_label(&it.event), it.durable))
+            .collect();
+        let answers = self.0.fanout.publish_many(items).await;
+        Ok(answers
+            .into_iter()
+            .zip(labels)
+            .map(|(a, (event, durable))| {
+                let p = a?;
+                self.0.published.add(1);
+                metrics::counter!("raftcast_events_published_total", "event" => event, "durable" => if durable { "true" } else { "false" }).increment(1);
+                Ok(p)
+            })
+            .collect())
     }
 
     /// Offers a quote to the coalescer (published at most once per throttle interval).

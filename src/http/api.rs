@@ -16,7 +16,6 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::AppState;
-use crate::fanout::Payload;
 use crate::gateway::GatewayError;
 
 /// An API error as a response.
@@ -41,9 +40,9 @@ impl From<GatewayError> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
-fn invalid(msg: impl Into<String>) -> ApiError {
+pub(super) fn invalid(msg: impl Into<String>) -> ApiError {
     ApiError(GatewayError::InvalidPayload(msg.into()))
 }
 
@@ -52,7 +51,16 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/api/sessions", post(create_session))
         .route("/api/sessions/{id}", delete(revoke_session))
-        .route("/api/emit", post(emit))
+        .route("/api/emit", post(super::emit::emit))
+        .route(
+            "/api/emit/batch",
+            post(super::emit::emit_batch).layer(axum::extract::DefaultBodyLimit::max(
+                state
+                    .config
+                    .max_body_bytes
+                    .saturating_mul(super::emit::BATCH_BODY_FACTOR),
+            )),
+        )
         .route("/api/quotes", post(quotes))
         .route("/api/rooms/{room}/history", get(history))
         .route("/api/presence/{user_id}", get(presence))
@@ -111,7 +119,9 @@ async fn guard(
 }
 
 /// Reads a JSON object body: 413 beyond the limit, 400 for anything else wrong.
-fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<serde_json::Map<String, Value>> {
+pub(super) fn json_body(
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<serde_json::Map<String, Value>> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError(GatewayError::PayloadTooLarge(
@@ -128,7 +138,10 @@ fn json_body(body: Result<Bytes, BytesRejection>) -> ApiResult<serde_json::Map<S
     }
 }
 
-fn opt_str<'a>(m: &'a serde_json::Map<String, Value>, key: &str) -> ApiResult<Option<&'a str>> {
+pub(super) fn opt_str<'a>(
+    m: &'a serde_json::Map<String, Value>,
+    key: &str,
+) -> ApiResult<Option<&'a str>> {
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),
@@ -162,35 +175,6 @@ async fn revoke_session(
     }
     state.gateway.revoke_session(&id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn emit(
-    State(state): State<Arc<AppState>>,
-    body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
-    let m = json_body(body)?;
-    let room = match (opt_str(&m, "room")?, opt_str(&m, "userId")?) {
-        (Some(room), None) => room.to_owned(),
-        (None, Some(user)) => {
-            crate::gateway::validate::check_user_id(user)?;
-            raftcast_raft::user_room(user)
-        }
-        _ => return Err(invalid("give exactly one of room or userId")),
-    };
-    let event = opt_str(&m, "event")?.ok_or_else(|| invalid("event is required"))?;
-    let durable = match m.get("durable") {
-        None | Some(Value::Null) => event != "quote:update",
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(invalid("durable must be a boolean")),
-    };
-    let data = m.get("data").cloned().unwrap_or(Value::Null);
-    let p = state
-        .gateway
-        .publish(&room, event, Payload::json(data.to_string()), durable)
-        .await?;
-    Ok(Json(
-        json!({ "room": p.room, "offset": p.offset, "epoch": p.epoch }),
-    ))
 }
 
 async fn quotes(

@@ -3,6 +3,7 @@
 
 pub mod api;
 mod cors;
+mod emit;
 pub mod fault;
 pub mod health;
 mod leader_view;

@@ -323,6 +323,29 @@ impl Cluster {
         .await
     }
 
+    /// `POST /api/emit/batch` of durable `trade:executed` `{i}` to `user:<user>`, one per
+    /// `i` in order, through `id` (8 s timeout).
+    pub async fn emit_trades(
+        &self,
+        id: u64,
+        user: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<(u16, Value), String> {
+        let emits: Vec<Value> = range
+            .map(|i| json!({ "userId": user, "event": "trade:executed", "data": { "i": i } }))
+            .collect();
+        let body = json!({ "emits": emits });
+        let path = "/api/emit/batch";
+        self.call(
+            id,
+            reqwest::Method::POST,
+            path,
+            Some(&body),
+            Duration::from_secs(8),
+        )
+        .await
+    }
+
     /// `POST /api/emit` of a durable `trade:executed` `{i}` to `user:<user>` through `id`.
     pub async fn emit_trade(&self, id: u64, user: &str, i: u64) -> Result<(u16, Value), String> {
         self.emitter(id).emit_trade(user, i).await

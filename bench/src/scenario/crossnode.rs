@@ -19,6 +19,12 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
             "crossnode needs at least two nodes".into(),
         ));
     }
+    if p.cross_batch > 1 && env.system != "raftcast" {
+        return Err(BenchError::Config(format!(
+            "--cross-batch {} needs POST /api/emit/batch, which only raftcast has",
+            p.cross_batch
+        )));
+    }
     let rooms = p.cross_rooms;
     let n = rooms * p.cross_members_per_room;
     let sessions = create_sessions(env, p.users.min(n)).await?;
@@ -53,6 +59,7 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
         p99_limit_ms: f64::MAX,
         cross_only: true,
         duration,
+        batch: 1,
     };
     let warm = step(
         env,
@@ -105,6 +112,7 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
             p99_limit_ms: p.cross_p99_ms,
             cross_only: true,
             duration: None,
+            batch: p.cross_batch,
         },
     )
     .await;

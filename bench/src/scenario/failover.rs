@@ -142,6 +142,7 @@ pub async fn failover(env: &Env) -> Result<RunResult> {
             seq_start: 0,
             rooms,
             latency_budget: Duration::from_millis(50),
+            batch: 1,
         },
         &shared,
     )

@@ -43,6 +43,7 @@ pub async fn fanout(env: &Env) -> Result<RunResult> {
             p99_limit_ms: p.fan_p99_ms,
             cross_only: false,
             duration: None,
+            batch: 1,
         },
     )
     .await;
@@ -82,6 +83,7 @@ pub async fn fanout(env: &Env) -> Result<RunResult> {
             p99_limit_ms: p.fan_p99_ms,
             cross_only: false,
             duration: None,
+            batch: 1,
         },
     )
     .await;

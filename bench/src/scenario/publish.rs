@@ -25,6 +25,9 @@ pub(super) struct PublishSpec {
     /// publisher keeps `rate × budget` requests in flight (Little's law), so a system with
     /// slower but acceptable answers (a durable commit) is not capped by the load generator.
     pub(super) latency_budget: Duration,
+    /// Emits per request: 1 posts each to `/api/emit`, more post them together to
+    /// `/api/emit/batch` (raftcast only), all stamped when the request is sent.
+    pub(super) batch: usize,
 }
 
 pub(super) struct PublishStats {
@@ -47,15 +50,19 @@ impl PublishStats {
     }
 }
 
-/// Publishes `rate × duration` emits (bounded by the sequence space), spread over enough
-/// keep-alive HTTP connections (`rate × latency_budget`, at least `rate / 200`: each worker
-/// has one request in flight); each emit is stamped with its send time just before it is
-/// written. A worker that falls more than `duration / 2 + 2 s` behind stops.
+/// Publishes `rate × duration` emits (bounded by the sequence space), `batch` per request,
+/// spread over enough keep-alive HTTP connections (requests/s × `latency_budget`, at least
+/// requests/s / 200: each worker has one request in flight); each emit is stamped with its
+/// request's send time just before it is written. A worker that falls more than
+/// `duration / 2 + 2 s` behind stops.
 pub(super) async fn publish(env: &Env, spec: PublishSpec, shared: &Arc<Shared>) -> PublishStats {
     let wanted = (spec.rate * spec.duration.as_secs_f64()).round() as usize;
     let n = wanted.min(shared.seen.len().saturating_sub(spec.seq_start));
-    let in_flight = (spec.rate * spec.latency_budget.as_secs_f64()).ceil();
-    let workers = (in_flight.max(spec.rate / 200.0).ceil() as usize).clamp(1, 256);
+    let batch = spec.batch.max(1);
+    let requests = n.div_ceil(batch);
+    let request_rate = spec.rate / batch as f64;
+    let in_flight = (request_rate * spec.latency_budget.as_secs_f64()).ceil();
+    let workers = (in_flight.max(request_rate / 200.0).ceil() as usize).clamp(1, 256);
     let ok = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let not_sent = Arc::new(AtomicUsize::new(0));
@@ -66,6 +73,11 @@ pub(super) async fn publish(env: &Env, spec: PublishSpec, shared: &Arc<Shared>) 
     let start = tokio::time::Instant::now();
     let started_at = shared.t0.elapsed();
     let give_up = start + spec.duration + spec.duration / 2 + Duration::from_secs(2);
+    let path = if batch > 1 {
+        "/api/emit/batch"
+    } else {
+        "/api/emit"
+    };
     let mut tasks = Vec::new();
     for w in 0..workers {
         let last_send_us = last_send_us.clone();
@@ -82,35 +94,48 @@ pub(super) async fn publish(env: &Env, spec: PublishSpec, shared: &Arc<Shared>) 
         let (addr, rate, seq_start, rooms) = (spec.addr, spec.rate, spec.seq_start, spec.rooms);
         tasks.push(tokio::spawn(async move {
             let mut conn = HttpConn::new(addr);
-            for i in (w..n).step_by(workers) {
-                let due = start + Duration::from_secs_f64(i as f64 / rate);
+            for r in (w..requests).step_by(workers) {
+                let (lo, hi) = (r * batch, ((r + 1) * batch).min(n));
+                let due = start + Duration::from_secs_f64(lo as f64 / rate);
                 if tokio::time::Instant::now() > give_up {
-                    not_sent.fetch_add((n - i).div_ceil(workers), Ordering::Relaxed);
+                    let left: usize = (r..requests)
+                        .step_by(workers)
+                        .map(|q| ((q + 1) * batch).min(n) - q * batch)
+                        .sum();
+                    not_sent.fetch_add(left, Ordering::Relaxed);
                     break;
                 }
                 tokio::time::sleep_until(due).await;
-                let seq = seq_start + i;
                 let sent = client::now_us();
-                let body = format!(
-                    "{{\"room\":\"{}\",\"event\":\"{}\",\"data\":{{\"s\":{seq},\"t\":{sent}}}}}",
-                    client::room_name(seq % rooms.max(1)),
-                    client::BENCH_EVENT
-                );
+                let one = |seq: usize| {
+                    format!(
+                        "{{\"room\":\"{}\",\"event\":\"{}\",\"data\":{{\"s\":{seq},\"t\":{sent}}}}}",
+                        client::room_name(seq % rooms.max(1)),
+                        client::BENCH_EVENT
+                    )
+                };
+                let body = if batch > 1 {
+                    let emits: Vec<String> = (lo..hi).map(|i| one(seq_start + i)).collect();
+                    format!("{{\"emits\":[{}]}}", emits.join(","))
+                } else {
+                    one(seq_start + lo)
+                };
                 let t = Instant::now();
-                // One emit interval after the send: the span the rate is judged on.
-                let span = start.elapsed().as_micros() as u64 + (1e6 / rate) as u64;
+                // One emit interval after the last emit sent: the span the rate is judged on.
+                let span = start.elapsed().as_micros() as u64 + (1e6 * (hi - lo) as f64 / rate) as u64;
                 last_send_us.fetch_max(span, Ordering::Relaxed);
                 let res = conn
-                    .request("POST", "/api/emit", Some(&key), Some(body.as_bytes()))
+                    .request("POST", path, Some(&key), Some(body.as_bytes()))
                     .await;
                 rtt.record(t.elapsed().as_micros() as u64);
+                let count = hi - lo;
                 let status = match res {
                     Ok(r) if r.status == 200 => {
-                        ok.fetch_add(1, Ordering::Relaxed);
+                        ok.fetch_add(count, Ordering::Relaxed);
                         1
                     }
                     Ok(r) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                        failed.fetch_add(count, Ordering::Relaxed);
                         if let Ok(mut g) = first_error.lock() {
                             g.get_or_insert_with(|| {
                                 format!("HTTP {}: {:.200}", r.status, r.text())
@@ -119,7 +144,7 @@ pub(super) async fn publish(env: &Env, spec: PublishSpec, shared: &Arc<Shared>) 
                         2
                     }
                     Err(e) => {
-                        failed.fetch_add(1, Ordering::Relaxed);
+                        failed.fetch_add(count, Ordering::Relaxed);
                         if let Ok(mut g) = first_error.lock() {
                             g.get_or_insert_with(|| e.to_string());
                         }
@@ -128,10 +153,12 @@ pub(super) async fn publish(env: &Env, spec: PublishSpec, shared: &Arc<Shared>) 
                         2
                     }
                 };
-                if let Some(a) = shared.acked.get(seq) {
-                    a.store(status, Ordering::Relaxed);
+                for i in lo..hi {
+                    if let Some(a) = shared.acked.get(seq_start + i) {
+                        a.store(status, Ordering::Relaxed);
+                    }
                 }
-                pb.inc(1);
+                pb.inc(count as u64);
             }
         }));
     }
@@ -248,6 +275,8 @@ pub(super) struct StepSpec {
     pub(super) cross_only: bool,
     /// Publishing time; `None`: the profile's `step_s`.
     pub(super) duration: Option<Duration>,
+    /// Emits per request (see [`PublishSpec::batch`]).
+    pub(super) batch: usize,
 }
 
 pub(super) async fn step(
@@ -263,6 +292,7 @@ pub(super) async fn step(
         p99_limit_ms,
         cross_only,
         duration,
+        batch,
     } = spec;
     shared.reset_step();
     let cpu0 = CpuWindow::start(&env.watched);
@@ -275,6 +305,7 @@ pub(super) async fn step(
             seq_start: *next_seq,
             rooms,
             latency_budget: Duration::from_secs_f64(p99_limit_ms.min(250.0) / 1000.0),
+            batch,
         },
         shared,
     )

@@ -64,11 +64,8 @@ impl Core {
         if self.raft.metrics().borrow().current_leader != Some(self.id) {
             return Err(ForwardRefused::NotLeader);
         }
-        let futs = cmds
-            .into_iter()
-            .map(|(id, c)| self.submit_with_id(id, c, false));
-        let results = super::join_all(futs).await;
-        Ok(results)
+        // One group: the batcher keeps it together (and in order) in its entries.
+        Ok(self.submit_group(cmds, false).await)
     }
 
     async fn join(&self, from: NodeId, node_id: NodeId, info: crate::types::NodeInfo) -> JoinReply {

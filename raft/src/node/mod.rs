@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use config::{RaftConfig, SNAPSHOT_EVERY};
 pub use versions::PROTOCOL as PEER_PROTOCOL;
 
-use crate::batch::{self, Item};
+use crate::batch::{self, Item, Outcome};
 use crate::error::{ProposeError, StartError};
 use crate::network::{FaultSwitch, NetCtx, Network};
 use crate::reader::StateReader;
@@ -45,7 +45,7 @@ pub(crate) struct Core {
     pub committed: Arc<AtomicU64>,
     pub stop_tx: watch::Sender<bool>,
     pub stop_rx: watch::Receiver<bool>,
-    pub proposals: mpsc::Sender<Item>,
+    pub proposals: mpsc::Sender<Vec<Item>>,
     /// Log index of our applied NodeStarted (0 = not yet).
     pub started_index: AtomicU64,
     pub ready: AtomicBool,
@@ -114,6 +114,20 @@ impl Core {
         self.submit_with_id(id, cmd, forwardable).await
     }
 
+    /// Queue several proposals, in order, and wait for all their outcomes (in the same
+    /// order); ids as in [`Core::submit`].
+    pub async fn submit_many(
+        &self,
+        cmds: Vec<Command>,
+        forwardable: bool,
+    ) -> Vec<Result<Response, ProposeError>> {
+        let cmds = cmds
+            .into_iter()
+            .map(|c| (rand::random::<u64>().max(1), c))
+            .collect();
+        self.submit_group(cmds, forwardable).await
+    }
+
     /// Queue a proposal that already has an id (a forwarded one) and wait for its outcome.
     pub async fn submit_with_id(
         &self,
@@ -121,22 +135,53 @@ impl Core {
         cmd: Command,
         forwardable: bool,
     ) -> Result<Response, ProposeError> {
+        self.submit_group(vec![(id, cmd)], forwardable)
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or(Err(ProposeError::Fatal("a proposal got no answer".into())))
+    }
+
+    /// Queue proposals with their ids as one group and wait for their outcomes, in order.
+    /// The batcher takes a group whole into the entry it is gathering (a group larger than
+    /// an entry holds continues in the next ones), so a group commits in as few entries as
+    /// the batch limits allow and its commands keep their order.
+    pub async fn submit_group(
+        &self,
+        cmds: Vec<(u64, Command)>,
+        forwardable: bool,
+    ) -> Vec<Result<Response, ProposeError>> {
+        let n = cmds.len();
+        let refused = || (0..n).map(|_| Err(ProposeError::ShuttingDown)).collect();
         if self.stopping() {
-            return Err(ProposeError::ShuttingDown);
+            return refused();
         }
         let deadline = Instant::now() + self.cfg.propose_timeout;
-        let (tx, rx) = oneshot::channel();
-        let item = Item {
-            cmd: self.versions.proposable(cmd),
-            id,
-            deadline,
-            forwardable,
-            tx,
-        };
-        self.proposals
-            .send(item)
-            .await
-            .map_err(|_| ProposeError::ShuttingDown)?;
+        let mut group = Vec::with_capacity(n);
+        let mut answers = Vec::with_capacity(n);
+        for (id, cmd) in cmds {
+            let (tx, rx) = oneshot::channel();
+            group.push(Item {
+                cmd: self.versions.proposable(cmd),
+                id,
+                deadline,
+                forwardable,
+                tx,
+            });
+            answers.push(rx);
+        }
+        if self.proposals.send(group).await.is_err() {
+            return refused();
+        }
+        let mut out = Vec::with_capacity(n);
+        for rx in answers {
+            out.push(self.outcome(rx).await);
+        }
+        out
+    }
+
+    /// Waits for the batcher's answer to one proposal.
+    async fn outcome(&self, rx: oneshot::Receiver<Outcome>) -> Result<Response, ProposeError> {
         // The batcher answers by the deadline; the extra margin only guards against a bug.
         match tokio::time::timeout(self.cfg.propose_timeout + Duration::from_secs(1), rx).await {
             Ok(Ok(r)) => r,
@@ -237,6 +282,12 @@ impl RaftNode {
     /// `NoQuorum` within `propose_timeout` when no leader with a quorum commits it.
     pub async fn propose(&self, cmd: Command) -> Result<Response, ProposeError> {
         self.core.submit(cmd, true).await
+    }
+
+    /// Propose several commands at once, in order (see [`Core::submit_many`]): one answer
+    /// per command, in the same order. A command's failure does not stop the others.
+    pub async fn propose_many(&self, cmds: Vec<Command>) -> Vec<Result<Response, ProposeError>> {
+        self.core.submit_many(cmds, true).await
     }
 
     /// Local reads of the applied state.

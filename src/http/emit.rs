@@ -1,0 +1,173 @@
+//! `POST /api/emit` (one event) and `POST /api/emit/batch` (up to [`MAX_BATCH_EMITS`]
+//! events in one request, in order): what a backend calls to publish.
+//!
+//! A batch exists for throughput: one request, one parse and one answer for many events,
+//! and the Raft backend commits them in as few log entries as its batch limits allow.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use super::api::{invalid, json_body, opt_str, ApiError, ApiResult};
+use super::AppState;
+use crate::fanout::{Payload, PublishRequest};
+use crate::gateway::GatewayError;
+
+/// Most events in one `POST /api/emit/batch`.
+pub const MAX_BATCH_EMITS: usize = 1000;
+/// A batch's body may be this many times `--max-body-bytes` (1 MiB at the default 64 KiB);
+/// each event's `data` still fits in `--max-body-bytes` as for a single emit.
+pub const BATCH_BODY_FACTOR: usize = 16;
+
+/// Reads one emit object: exactly one of `room`/`userId`, `event`, `data`, `durable?`.
+fn emit_request(m: &Map<String, Value>, max_data: usize) -> ApiResult<PublishRequest> {
+    let room = match (opt_str(m, "room")?, opt_str(m, "userId")?) {
+        (Some(room), None) => room.to_owned(),
+        (None, Some(user)) => {
+            crate::gateway::validate::check_user_id(user)?;
+            raftcast_raft::user_room(user)
+        }
+        _ => return Err(invalid("give exactly one of room or userId")),
+    };
+    let event = opt_str(m, "event")?.ok_or_else(|| invalid("event is required"))?;
+    let durable = match m.get("durable") {
+        None | Some(Value::Null) => event != "quote:update",
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(invalid("durable must be a boolean")),
+    };
+    let data = m
+        .get("data")
+        .map_or_else(|| "null".to_owned(), Value::to_string);
+    if data.len() > max_data {
+        return Err(ApiError(GatewayError::PayloadTooLarge(format!(
+            "data is {} bytes, more than --max-body-bytes ({max_data})",
+            data.len()
+        ))));
+    }
+    Ok(PublishRequest {
+        room,
+        event: event.to_owned(),
+        payload: Payload::json(data),
+        durable,
+    })
+}
+
+/// `POST /api/emit`: `200 { room, offset, epoch }` once committed (durable) or accepted.
+pub(super) async fn emit(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Value>> {
+    let m = json_body(body)?;
+    // The body limit already bounds a single emit's data.
+    let r = emit_request(&m, usize::MAX)?;
+    let p = state
+        .gateway
+        .publish(&r.room, &r.event, r.payload, r.durable)
+        .await?;
+    Ok(Json(
+        json!({ "room": p.room, "offset": p.offset, "epoch": p.epoch }),
+    ))
+}
+
+/// `POST /api/emit/batch` `{ emits: [ {room|userId, event, data, durable?}, ... ] }`.
+///
+/// Every event is checked first: one bad event answers 400/413 naming it (`emits[3]: ...`)
+/// and nothing is written. Then the events are published in the order given (one room's
+/// events get increasing offsets in that order) and the answer lists one result per event:
+/// `{ room, offset, epoch }` or `{ room, error: { code, message } }`. The status is 200 when
+/// every event was committed, 207 when some were not (their results say why), and the
+/// first error's own status (503 `NO_QUORUM`, ...) when none was: then nothing was written.
+/// With `--api-rate`, each event counts as one request.
+pub(super) async fn emit_batch(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Response> {
+    let m = json_body(body)?;
+    let emits = match m.get("emits") {
+        Some(Value::Array(a)) => a,
+        Some(_) => return Err(invalid("emits must be an array of emit objects")),
+        None => return Err(invalid("emits is required (an array of emit objects)")),
+    };
+    if emits.is_empty() || emits.len() > MAX_BATCH_EMITS {
+        return Err(invalid(format!(
+            "emits must hold 1 to {MAX_BATCH_EMITS} events (it holds {})",
+            emits.len()
+        )));
+    }
+    let mut items = Vec::with_capacity(emits.len());
+    for (i, e) in emits.iter().enumerate() {
+        let Value::Object(e) = e else {
+            return Err(invalid(format!("emits[{i}]: must be an object")));
+        };
+        let r = emit_request(e, state.config.max_body_bytes)
+            .map_err(|ApiError(e)| ApiError(e.at(&format!("emits[{i}]"))))?;
+        items.push(r);
+    }
+    take_rate(&state, items.len())?;
+    let answers = state.gateway.publish_many(items).await?;
+    let failed = answers.iter().filter(|a| a.is_err()).count();
+    if failed == answers.len() {
+        // Nothing was committed: answer as a single emit would, with the first error.
+        return Err(ApiError(match answers.into_iter().next() {
+            Some(Err(first)) => first,
+            _ => GatewayError::Internal("a batch of events got no answers".into()),
+        }));
+    }
+    let results: Vec<Value> = answers
+        .into_iter()
+        .map(|a| match a {
+            Ok(p) => json!({ "room": p.room, "offset": p.offset, "epoch": p.epoch }),
+            Err(e) => json!({ "error": e.body() }),
+        })
+        .collect();
+    let status = if failed == 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    let body = json!({ "ok": results.len() - failed, "failed": failed, "results": results });
+    Ok((status, Json(body)).into_response())
+}
+
+/// With `--api-rate`, a batch of n events takes n cells: the guard took one for the request.
+fn take_rate(state: &AppState, n: usize) -> ApiResult<()> {
+    let (Some(limiter), Some(more)) = (&state.api_limiter, n.checked_sub(1)) else {
+        return Ok(());
+    };
+    if n > state.config.api_rate as usize {
+        return Err(ApiError(GatewayError::RateLimit {
+            message: format!(
+                "a batch of {n} events is more than --api-rate allows in one second ({}); send smaller batches",
+                state.config.api_rate
+            ),
+            retry_after_ms: 1000,
+        }));
+    }
+    let Some(more) = u32::try_from(more).ok().and_then(std::num::NonZeroU32::new) else {
+        return Ok(());
+    };
+    use governor::clock::Clock;
+    match limiter.check_n(more) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(nu)) => {
+            let wait = nu.wait_time_from(crate::gateway::ctx::clock().now());
+            Err(ApiError(GatewayError::RateLimit {
+                message: format!("API rate limit reached ({n} events in this batch)"),
+                retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(1000).max(1),
+            }))
+        }
+        Err(_) => Err(ApiError(GatewayError::RateLimit {
+            message: format!(
+                "a batch of {n} events is more than --api-rate allows in one second ({}); send smaller batches",
+                state.config.api_rate
+            ),
+            retry_after_ms: 1000,
+        })),
+    }
+}
