@@ -271,10 +271,10 @@ pub struct ServerArgs {
     /// Front-end URL(s) whose origin is allowed too (as in the seed).
     #[arg(long, env = "FRONTEND_URL", value_name = "URLS", value_parser = parse_origins, help_heading = H_HTTP)]
     pub frontend_url: Option<OriginList>,
-    /// Largest HTTP API request body in bytes (413 beyond).
+    /// Largest HTTP API request body in bytes (413 beyond; a batch of emits may be 16 times this).
     #[arg(long, env = "RAFTCAST_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES, value_name = "BYTES", help_heading = H_HTTP)]
     pub max_body_bytes: usize,
-    /// HTTP API requests per second per API key (0 = unlimited).
+    /// HTTP API requests per second per API key (0 = unlimited; each event of a batch counts).
     #[arg(long, env = "RAFTCAST_API_RATE", default_value_t = DEFAULT_API_RATE, value_name = "PER_SEC", help_heading = H_HTTP)]
     pub api_rate: u32,
     /// Session lifetime when POST /api/sessions gives no ttlSeconds.
