@@ -67,6 +67,7 @@ async fn chaos_netns_partition_and_kill() {
         clients: 4,
         users: 2,
         rate: 40,
+        batch: 1,
         quote_rate: 10,
         fault_every: Duration::from_secs(8),
         fault_hold: Duration::from_secs(3),

@@ -22,6 +22,7 @@ async fn chaos_smoke_kill_pause_partition() {
         clients: 4,
         users: 2,
         rate: 40,
+        batch: 1,
         quote_rate: 10,
         fault_every: Duration::from_secs(6),
         fault_hold: Duration::from_secs(3),

@@ -28,6 +28,8 @@ pub struct RunSettings {
     pub clients: usize,
     pub users: usize,
     pub rate: u32,
+    /// Emits per request (1: `POST /api/emit`; more: `POST /api/emit/batch`).
+    pub batch: usize,
     pub quote_rate: u32,
     pub fault_every_s: f64,
     pub fault_hold_s: f64,

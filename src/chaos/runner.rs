@@ -47,6 +47,9 @@ fn validate(a: &ChaosArgs) -> Result<(), ChaosError> {
     if !(1..=1000).contains(&a.clients) || !(1..=100).contains(&a.users) {
         return bad("--clients must be 1..=1000 and --users 1..=100");
     }
+    if !(1..=1000).contains(&a.batch) {
+        return bad("--batch must be 1..=1000");
+    }
     if a.rate > 10_000 || a.quote_rate > 10_000 {
         return bad("--rate and --quote-rate must be at most 10000");
     }
@@ -129,6 +132,7 @@ pub async fn execute(args: ChaosArgs, show_progress: bool) -> Result<Outcome, Ch
             clients: args.clients,
             users: args.users,
             rate: args.rate,
+            batch: args.batch,
             quote_rate: args.quote_rate,
             fault_every_s: args.fault_every.as_secs_f64(),
             fault_hold_s: args.fault_hold.as_secs_f64(),
@@ -218,12 +222,17 @@ fn progress_bar(show: bool, duration: Duration) -> ProgressBar {
 /// The exact command that reruns this run.
 fn command_line(a: &ChaosArgs, seed: u64) -> String {
     format!(
-        "raftcast chaos --seed {seed} --duration {} --nodes {} --clients {} --users {} --rate {} --quote-rate {} --fault-every {} --fault-hold {} --faults {}{}",
+        "raftcast chaos --seed {seed} --duration {} --nodes {} --clients {} --users {} --rate {}{} --quote-rate {} --fault-every {} --fault-hold {} --faults {}{}",
         humantime::format_duration(a.duration),
         a.nodes,
         a.clients,
         a.users,
         a.rate,
+        if a.batch > 1 {
+            format!(" --batch {}", a.batch)
+        } else {
+            String::new()
+        },
         a.quote_rate,
         humantime::format_duration(a.fault_every),
         humantime::format_duration(a.fault_hold),
@@ -321,7 +330,7 @@ async fn drive(
     let publisher = tokio::spawn(load::publish(
         target.clone(),
         users.clone(),
-        args.rate,
+        (args.rate, args.batch),
         journal.clone(),
         load_rx.clone(),
     ));

@@ -127,6 +127,10 @@ pub struct ChaosArgs {
     /// Durable emits per second (POST /api/emit).
     #[arg(long, env = "RAFTCAST_CHAOS_RATE", default_value_t = 50)]
     pub rate: u32,
+    /// Emits per request: 1 posts each to POST /api/emit, more post them together to
+    /// POST /api/emit/batch (the rate stays in emits per second).
+    #[arg(long, env = "RAFTCAST_CHAOS_BATCH", default_value_t = 1)]
+    pub batch: usize,
     /// Volatile quotes per second (POST /api/quotes), 0 = none.
     #[arg(long, env = "RAFTCAST_CHAOS_QUOTE_RATE", default_value_t = 20)]
     pub quote_rate: u32,
