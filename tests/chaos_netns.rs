@@ -7,15 +7,16 @@
 //! Needs root and `ip netns`; elsewhere every test prints why it skips and passes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use raftcast::chaos::execute;
 use raftcast::chaos::netns::cmd::Tools;
 use raftcast::chaos::netns::{self, Netns};
-use raftcast::config::{ChaosArgs, NetMode};
+use raftcast::config::NetMode;
 use tokio::sync::Mutex;
+
+mod chaos_common;
 
 /// One test at a time: each set-up sweeps leftovers, and the run wants both cores.
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -57,25 +58,14 @@ async fn chaos_netns_partition_and_kill() {
     }
     let mine = format!("{}{}-", netns::PREFIX, std::process::id());
     let out_dir = std::env::temp_dir().join(format!("raftcast-chaos-netns-{}", std::process::id()));
-    let args = ChaosArgs {
-        seed: Some(11),
-        duration: Duration::from_secs(24),
-        nodes: 3,
-        out: out_dir.join("report.json"),
-        plot: None,
-        binary: Some(PathBuf::from(env!("CARGO_BIN_EXE_raftcast"))),
-        clients: 4,
-        users: 2,
-        rate: 40,
-        batch: 1,
-        quote_rate: 10,
-        fault_every: Duration::from_secs(8),
-        fault_hold: Duration::from_secs(3),
-        faults: "isolate-leader,kill-leader".into(),
-        settle: Duration::from_secs(30),
-        keep: false,
-        net: NetMode::Netns,
-    };
+    let args = chaos_common::args(
+        &out_dir,
+        11,
+        Duration::from_secs(24),
+        "isolate-leader,kill-leader",
+        (Duration::from_secs(8), Duration::from_secs(3)),
+        NetMode::Netns,
+    );
     let outcome = execute(args, false)
         .await
         .expect("the netns chaos run could not be carried out");
