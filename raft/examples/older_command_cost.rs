@@ -5,7 +5,7 @@
 //! `cargo run --release -p raftcast-raft --example older_command_cost`; the figures are in
 //! docs/performance.md ("Session 12").
 #![allow(clippy::unwrap_used, clippy::expect_used)]
-use raftcast_raft::state::{apply_entry, kv::Overlay};
+use raftcast_raft::state::{apply_entry, kv::Overlay, Dedup};
 use raftcast_raft::store::SledKv;
 use raftcast_raft::types::{Command, Request};
 use std::time::Instant;
@@ -15,6 +15,7 @@ fn run(kv: &SledKv, idx: u64, cmds: Vec<Command>) {
     let ids = vec![0; cmds.len()];
     apply_entry(
         &mut ov,
+        &mut Dedup::default(),
         idx,
         &Request {
             ts_ms: 1,

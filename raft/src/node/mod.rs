@@ -208,7 +208,8 @@ impl RaftNode {
         let (db, log, sm) = open_with_retry(&dir).await?;
         log.claim_node_id(cfg.node_id)?;
         let (tx, rx) = mpsc::channel(APPLIED_CAPACITY);
-        let sm = sm.with_events(tx);
+        let per_entry = Arc::new(AtomicBool::new(false));
+        let sm = sm.with_events(tx).with_dedup_layout(per_entry.clone());
         let reader = StateReader(sm.kv());
         let committed = log.committed_index();
 
@@ -259,7 +260,7 @@ impl RaftNode {
             batch_entries: AtomicU64::new(0),
             batch_commands: AtomicU64::new(0),
             fast_elections: AtomicU64::new(0),
-            versions: versions::Versions::new(cfg_protocol),
+            versions: versions::Versions::new(cfg_protocol, per_entry),
         });
         tokio::spawn(crate::network::serve(listener, net, core.clone(), stop_rx));
         tokio::spawn(batch::run(core.clone(), prx));

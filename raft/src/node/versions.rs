@@ -25,8 +25,12 @@ use crate::network::wire::{Req, Resp};
 use crate::types::{Command, NodeId};
 
 /// The peer protocol this version speaks. 2: the commands naming a socket's user
-/// ([`Command::JoinOf`], [`Command::LeaveOf`], [`Command::SocketCloseOf`]).
-pub const PROTOCOL: u32 = 2;
+/// ([`Command::JoinOf`], [`Command::LeaveOf`], [`Command::SocketCloseOf`]). 3: the results
+/// kept for retried proposals in one record per entry (`state/dedup.rs`), written only while
+/// every member reads them (an older node that installed a snapshot of them would apply a
+/// retry twice). One gate for both: while a member speaks 2, the older command forms are
+/// proposed too.
+pub const PROTOCOL: u32 = 3;
 
 /// How often the membership is checked (and unknown members asked).
 const TICK: Duration = Duration::from_secs(1);
@@ -50,6 +54,9 @@ pub(crate) struct Versions {
     /// A node being added, and since when: until it shows in the membership (and is asked),
     /// the older forms are proposed.
     joining: Mutex<Option<(NodeId, Instant)>>,
+    /// Shared with the state machine: write the results kept for retries one record per
+    /// entry (set while [`Versions::all`]).
+    per_entry: Arc<AtomicBool>,
 }
 
 impl Versions {
@@ -67,12 +74,19 @@ impl Versions {
         !self.older && self.all.load(Ordering::Relaxed)
     }
 
-    /// For a node that speaks `protocol`.
-    pub(crate) fn new(protocol: u32) -> Versions {
+    /// For a node that speaks `protocol`; `per_entry` is the state machine's layout switch.
+    pub(crate) fn new(protocol: u32, per_entry: Arc<AtomicBool>) -> Versions {
         Versions {
             older: protocol < PROTOCOL,
+            per_entry,
             ..Versions::default()
         }
+    }
+
+    /// Opens or closes the gate.
+    fn set_all(&self, all: bool) -> bool {
+        self.per_entry.store(all && !self.older, Ordering::Relaxed);
+        self.all.swap(all, Ordering::Relaxed)
     }
 
     /// Members of `members` (other than `me`) not known to speak [`PROTOCOL`].
@@ -91,7 +105,7 @@ impl Versions {
         if let Ok(mut j) = self.joining.lock() {
             *j = Some((node, Instant::now()));
         }
-        self.all.store(false, Ordering::Relaxed);
+        self.set_all(false);
     }
 
     /// Whether a node being added is not yet in `members`.
@@ -118,7 +132,7 @@ impl Versions {
         let all = members.contains(&me)
             && self.unknown(me, members).is_empty()
             && !self.awaiting_join(members);
-        let was = self.all.swap(all, Ordering::Relaxed);
+        let was = self.set_all(all);
         if all && !was {
             tracing::info!(
                 protocol = PROTOCOL,
@@ -233,6 +247,24 @@ mod tests {
         assert!(!v.update(1, &grown, &[]));
         assert!(matches!(v.proposable(join()), Command::Join { .. }));
         assert!(v.update(1, &grown, &[4]));
+    }
+
+    #[test]
+    fn the_per_entry_results_follow_the_gate_on_a_current_node_only() {
+        let flag = Arc::new(AtomicBool::new(false));
+        let v = Versions::new(PROTOCOL, flag.clone());
+        let members = BTreeSet::from([1, 2]);
+        assert!(!v.update(1, &members, &[]));
+        assert!(!flag.load(Ordering::Relaxed), "node 2 has not answered");
+        assert!(v.update(1, &members, &[2]));
+        assert!(flag.load(Ordering::Relaxed));
+        v.membership_changing(3);
+        assert!(!flag.load(Ordering::Relaxed), "a joining node closes it");
+        // A node standing for an older version never writes them.
+        let older_flag = Arc::new(AtomicBool::new(false));
+        let older = Versions::new(PROTOCOL - 1, older_flag.clone());
+        assert!(older.update(1, &members, &[2]));
+        assert!(!older_flag.load(Ordering::Relaxed));
     }
 
     #[test]

@@ -4,7 +4,8 @@ use crate::types::{
     Applied, Command, EntryResponse, HistoryEvent, NodeId, Request, Response, Session, SocketInfo,
 };
 
-use super::keys::{self, dec, get, meta, put, Key, KeyReader};
+use super::dedup::{Dedup, Outcome};
+use super::keys::{self, get, meta, put, Key, KeyReader};
 use super::kv::Kv;
 use super::sockets::{
     add_member, find, open_socket, remove_member, remove_socket, sockets_of_node, Found, SidIndex,
@@ -19,6 +20,7 @@ const GC_PER_ENTRY: usize = 256;
 /// and pushes the events to emit onto `out`.
 pub fn apply_entry<K: Kv + ?Sized>(
     kv: &mut K,
+    dedup: &mut Dedup,
     index: u64,
     req: &Request,
     out: &mut Vec<Applied>,
@@ -27,6 +29,7 @@ pub fn apply_entry<K: Kv + ?Sized>(
     let now = req.ts_ms.max(last_ts);
     put(kv, meta(super::meta::LAST_TS), &now)?;
     gc(kv, now)?;
+    dedup.collect(kv, now.saturating_sub(super::DEDUP_WINDOW_MS))?;
     let mut ctx = Ctx {
         kv,
         now,
@@ -35,28 +38,27 @@ pub fn apply_entry<K: Kv + ?Sized>(
         sids: SidIndex::default(),
     };
     let mut res = Vec::with_capacity(req.cmds.len());
-    let mut stored_ids = Vec::new();
+    let mut kept: Vec<(u64, Outcome)> = Vec::new();
     for (pos, cmd) in req.cmds.iter().enumerate() {
         let id = req.ids.get(pos).copied().unwrap_or(0);
         let pos = u32::try_from(pos).unwrap_or(u32::MAX);
         if id != 0 && deduplicated(cmd) {
-            let key = Key::tag(keys::PROPOSAL).n(id).build();
-            if let Some(first) = get::<Result<Response, String>, _>(ctx.kv, &key)? {
+            let earlier = match kept.iter().find(|(i, _)| *i == id) {
+                Some((_, r)) => Some(r.clone()),
+                None => dedup.find(ctx.kv, id)?,
+            };
+            if let Some(first) = earlier {
                 res.push(first);
                 continue;
             }
             let r = ctx.apply(cmd, pos)?;
-            put(ctx.kv, key, &r)?;
-            stored_ids.push(id);
+            kept.push((id, r.clone()));
             res.push(r);
         } else {
             res.push(ctx.apply(cmd, pos)?);
         }
     }
-    if !stored_ids.is_empty() {
-        let key = Key::tag(keys::PROPOSAL_ENTRY).n(now).n(index).build();
-        put(ctx.kv, key, &stored_ids)?;
-    }
+    dedup.record(ctx.kv, now, index, kept)?;
     Ok(res)
 }
 
@@ -470,46 +472,9 @@ fn due<K: Kv + ?Sized>(kv: &K, tag: u8, now: u64) -> Result<Vec<(u64, String)>, 
     Ok(out)
 }
 
-/// An index record's key and the proposal ids it names.
-type IndexRecord = (Vec<u8>, Vec<u64>);
-
-/// The index records under `tag` (`tag | ts | …`) of proposal results stored at or before
-/// `horizon`, with the ids each names (`ids_of` reads them from the rest of the key or the
-/// value); at most about `GC_PER_ENTRY * 4` ids per call.
-fn results_due<K: Kv + ?Sized>(
-    kv: &K,
-    tag: u8,
-    horizon: u64,
-    ids_of: impl Fn(&mut KeyReader, &[u8]) -> Result<Vec<u64>, StateError>,
-) -> Result<Vec<IndexRecord>, StateError> {
-    let (mut out, mut ids) = (Vec::new(), 0);
-    for pair in kv.scan(&[tag], None, false) {
-        let (k, v) = pair?;
-        let mut r = KeyReader::new(&k);
-        if r.n()? > horizon || ids >= GC_PER_ENTRY * 4 {
-            break;
-        }
-        let named = ids_of(&mut r, &v)?;
-        ids += named.len();
-        out.push((k.to_vec(), named));
-    }
-    Ok(out)
-}
-
-/// Remove expired sessions, recovery records and proposal results, and trim rooms whose
-/// oldest event expired.
+/// Remove expired sessions and recovery records, and trim rooms whose oldest event expired
+/// (the results kept for retries: [`Dedup::collect`]).
 fn gc<K: Kv + ?Sized>(kv: &mut K, now: u64) -> Result<(), StateError> {
-    let horizon = now.saturating_sub(super::DEDUP_WINDOW_MS);
-    // One record per entry listing its ids, and the one-per-id records of older versions
-    // (the id is the key's second number).
-    let per_entry = results_due(kv, keys::PROPOSAL_ENTRY, horizon, |_, v| dec(v))?;
-    let per_id = results_due(kv, keys::PROPOSAL_EXP, horizon, |r, _| Ok(vec![r.n()?]))?;
-    for (k, ids) in per_entry.into_iter().chain(per_id) {
-        kv.del(k);
-        for id in ids {
-            kv.del(Key::tag(keys::PROPOSAL).n(id).build());
-        }
-    }
     for (_, session_id) in due(kv, keys::SESSION_EXP, now)? {
         remove_session(kv, &session_id)?;
     }

@@ -55,6 +55,9 @@ pub const PROPOSAL: u8 = b'P';
 /// `q | ts | index` → the proposal ids whose results the entry at log `index` stored: their
 /// expiry index, one record per entry rather than one per proposal.
 pub const PROPOSAL_ENTRY: u8 = b'q';
+/// `Q | ts | index` → [(id, result)]: the results of the proposals of the entry at log
+/// `index`, one record per entry (`state/dedup.rs`; written while every member reads it).
+pub const RESULTS: u8 = b'Q';
 /// `p | ts | id` → (): the expiry index older versions wrote, one record per proposal. Still
 /// collected with the results it names, so a state written by an older version (or by an
 /// older node during a rolling upgrade) loses nothing.

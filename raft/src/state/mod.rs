@@ -6,6 +6,7 @@
 //! same state from the same log.
 
 pub mod apply;
+pub mod dedup;
 #[cfg(test)]
 mod dedup_tests;
 #[cfg(test)]
@@ -19,6 +20,7 @@ pub mod sockets;
 mod tests;
 
 pub use apply::apply_entry;
+pub use dedup::Dedup;
 
 pub use records::{Detached, RoomMeta};
 

@@ -11,6 +11,7 @@ use crate::types::{Applied, Command, Request, Response};
 
 pub(super) struct Sm {
     pub(super) kv: MemKv,
+    pub(super) dedup: Dedup,
     index: u64,
     applied: Vec<Applied>,
 }
@@ -19,6 +20,7 @@ impl Sm {
     pub(super) fn new() -> Self {
         let mut sm = Sm {
             kv: MemKv::default(),
+            dedup: Dedup::default(),
             index: 0,
             applied: Vec::new(),
         };
@@ -41,6 +43,7 @@ impl Sm {
         let mut ov = Overlay::new(&self.kv);
         let res = apply_entry(
             &mut ov,
+            &mut self.dedup,
             self.index,
             &Request { ts_ms, ids, cmds },
             &mut self.applied,
@@ -489,6 +492,7 @@ fn snapshot_restore_gives_identical_state() {
 
     // Both continue identically.
     let mut other = Sm {
+        dedup: Dedup::load(&restored).unwrap(),
         kv: restored,
         index: sm.index,
         applied: vec![],

@@ -7,6 +7,7 @@
 
 use std::io::Cursor;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
@@ -22,7 +23,7 @@ use super::snapfile::{SnapDir, SnapshotFile};
 use super::{read_err, write_err, SledKv, StoreError};
 use crate::state::keys::{dec, enc, get, is_legacy, meta, put, LEGACY};
 use crate::state::kv::{Changes, Overlay};
-use crate::state::{self, apply_entry};
+use crate::state::{self, apply_entry, Dedup};
 use crate::types::{Applied, EntryResponse, NodeId, NodeInfo, TypeConfig};
 use serde_bytes::ByteBuf;
 
@@ -56,6 +57,10 @@ pub struct SmStore {
     captures: Arc<Captures>,
     /// Held (shared) by a dump in progress; an install (which replaces the tree) waits for it.
     dump_lock: Arc<RwLock<()>>,
+    /// Where the results kept for retried proposals are (rebuilt at open and install).
+    dedup: Dedup,
+    /// Whether every member reads the per-entry layout of those results (the version gate).
+    per_entry: Arc<AtomicBool>,
 }
 
 impl SmStore {
@@ -101,6 +106,7 @@ impl SmStore {
         if dropped > 0 || recounted {
             db.flush()?;
         }
+        let dedup = Dedup::load(&kv)?;
         Ok(SmStore {
             db: db.clone(),
             kv,
@@ -110,7 +116,21 @@ impl SmStore {
             files,
             captures: Arc::new(Captures::default()),
             dump_lock: Arc::new(RwLock::new(())),
+            dedup,
+            per_entry: Arc::new(AtomicBool::new(false)),
         })
+    }
+
+    /// Write the per-entry layout of the results kept for retries while `flag` is set (by
+    /// the version gate: every member reads it). Without it, the per-proposal layout.
+    pub fn with_dedup_layout(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.per_entry = flag;
+        self
+    }
+
+    /// How many proposal ids the in-memory index of kept results holds.
+    pub fn dedup_indexed(&self) -> usize {
+        self.dedup.indexed()
     }
 
     /// Send applied events to `tx` (without it, events are dropped: storage tests).
@@ -127,18 +147,20 @@ impl SmStore {
     /// What applying `entries` changes in the state tree, their responses and the events
     /// they produce (nothing is written yet).
     fn changes_of<I: IntoIterator<Item = Entry<TypeConfig>>>(
-        &self,
+        &mut self,
         entries: I,
     ) -> Result<(Changes, Vec<EntryResponse>, Vec<Applied>), StorageError<NodeId>> {
         let mut events = Vec::new();
         let mut responses = Vec::new();
         let mut ov = Overlay::new(&self.kv);
+        let dedup = &mut self.dedup;
+        dedup.per_entry = self.per_entry.load(Ordering::Relaxed);
         for e in entries {
             put(&mut ov, meta(state::meta::APPLIED), &Some(e.log_id)).map_err(write_err)?;
             match e.payload {
                 EntryPayload::Blank => responses.push(Vec::new()),
                 EntryPayload::Normal(req) => {
-                    let r = apply_entry(&mut ov, e.log_id.index, &req, &mut events)
+                    let r = apply_entry(&mut ov, dedup, e.log_id.index, &req, &mut events)
                         .map_err(write_err)?;
                     responses.push(r);
                 }
@@ -408,6 +430,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         self.snap.remove(redo::APPLYING).map_err(write_err)?;
         self.db.flush_async().await.map_err(write_err)?;
         restore(&self.kv.0, &file.data).map_err(write_err)?;
+        self.dedup = Dedup::load(&self.kv).map_err(read_err)?;
         let mut ov = Overlay::new(&self.kv);
         put(&mut ov, meta(state::meta::APPLIED), &meta_in.last_log_id).map_err(write_err)?;
         put(

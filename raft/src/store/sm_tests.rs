@@ -132,12 +132,7 @@ async fn an_installed_snapshot_is_not_undone_by_the_last_apply_when_the_store_op
     src.apply((1..=5).map(|i| publish(i, "other")).collect::<Vec<_>>())
         .await
         .unwrap();
-    let snap = src
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let snap = snapshot_of(&mut src).await;
     let installed = {
         let db = sled::Config::new().path(dir.join("a")).open().unwrap();
         let mut sm = SmStore::new(&db, &dir.join("a")).unwrap();
@@ -290,4 +285,45 @@ fn a_snapshot_made_by_an_older_version_installs_without_its_legacy_records() {
     tree.insert(b"stale", b"gone".to_vec()).unwrap();
     restore(&tree, &enc(&legacy_and_current()).unwrap()).unwrap();
     assert_eq!(state_of(&SledKv(tree)), current_socket_records());
+}
+
+/// A snapshot of `sm`'s state as it is.
+async fn snapshot_of(sm: &mut SmStore) -> Snapshot<TypeConfig> {
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap()
+}
+
+/// `publish(index, room)` with proposal id `id`.
+fn publish_with_id(index: u64, room: &str, id: u64) -> Entry<TypeConfig> {
+    let mut e = publish(index, room);
+    if let EntryPayload::Normal(req) = &mut e.payload {
+        req.ids = vec![id];
+    }
+    e
+}
+
+#[tokio::test]
+async fn kept_results_travel_with_a_snapshot_and_answer_a_retry_after_install() {
+    let dir = temp_dir("dedup-install");
+    let per_entry = Arc::new(AtomicBool::new(true));
+    let (_src_db, src) = scratch_store(&dir.join("src"));
+    let mut src = src.with_dedup_layout(per_entry.clone());
+    let first = src.apply(vec![publish(1, "r")]).await.unwrap();
+    assert_eq!(src.dedup_indexed(), 1);
+    let snap = snapshot_of(&mut src).await;
+    let (_db, sm) = scratch_store(&dir.join("dst"));
+    let mut sm = sm.with_dedup_layout(per_entry);
+    sm.install_snapshot(&snap.meta, snap.snapshot)
+        .await
+        .unwrap();
+    assert_eq!(sm.dedup_indexed(), 1, "the index is rebuilt at install");
+    // The proposal of entry 1 (id 1) retried in entry 2: answered as the first time.
+    let retry = sm.apply(vec![publish_with_id(2, "r", 1)]).await.unwrap();
+    assert_eq!(retry, first);
+    let events = crate::state::read::history(&sm.kv, "r", 0).unwrap().events;
+    assert_eq!(events.len(), 1, "the retry was applied again: {events:?}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
