@@ -110,6 +110,7 @@ pub(super) async fn emit_batch(
         items.push(r);
     }
     take_rate(&state, items.len())?;
+    let rooms: Vec<String> = items.iter().map(|r| r.room.clone()).collect();
     let answers = state.gateway.publish_many(items).await?;
     let failed = answers.iter().filter(|a| a.is_err()).count();
     if failed == answers.len() {
@@ -121,9 +122,10 @@ pub(super) async fn emit_batch(
     }
     let results: Vec<Value> = answers
         .into_iter()
-        .map(|a| match a {
+        .zip(rooms)
+        .map(|(a, room)| match a {
             Ok(p) => json!({ "room": p.room, "offset": p.offset, "epoch": p.epoch }),
-            Err(e) => json!({ "error": e.body() }),
+            Err(e) => json!({ "room": room, "error": e.body() }),
         })
         .collect();
     let status = if failed == 0 {
