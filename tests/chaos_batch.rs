@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use raftcast::chaos::execute;
 use raftcast::config::{ChaosArgs, NetMode};
 
 mod chaos_common;
@@ -28,21 +27,6 @@ async fn chaos_with_batched_emits() {
             NetMode::Switch,
         )
     };
-    let outcome = execute(args, false)
-        .await
-        .expect("the chaos run could not be carried out");
-    let r = &outcome.report;
-    println!("{}", r.table());
-    assert_eq!(r.faults.len(), 3, "three faults injected");
-    assert!(
-        r.findings.emits.ok > 1000,
-        "the publisher got batches through: {} emits committed",
-        r.findings.emits.ok
-    );
-    assert!(
-        r.verdict.passed,
-        "chaos with batches failed: {:?}",
-        r.verdict.failures
-    );
+    chaos_common::run_to_pass(args, 1000, "chaos with batches").await;
     let _ = std::fs::remove_dir_all(&out_dir);
 }

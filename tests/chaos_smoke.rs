@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use raftcast::chaos::execute;
 use raftcast::config::NetMode;
 
 mod chaos_common;
@@ -21,18 +20,7 @@ async fn chaos_smoke_kill_pause_partition() {
         (Duration::from_secs(6), Duration::from_secs(3)),
         NetMode::Switch,
     );
-    let outcome = execute(args, false)
-        .await
-        .expect("the chaos run could not be carried out");
-    let r = &outcome.report;
-    println!("{}", r.table());
-    assert_eq!(r.faults.len(), 3, "three faults injected");
-    assert!(r.findings.emits.ok > 100, "the publisher got emits through");
-    assert!(
-        r.verdict.passed,
-        "chaos smoke failed: {:?}",
-        r.verdict.failures
-    );
+    let outcome = chaos_common::run_to_pass(args, 100, "chaos smoke").await;
     assert!(outcome.json.exists());
     let _ = std::fs::remove_dir_all(&out_dir);
 }

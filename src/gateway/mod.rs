@@ -189,12 +189,16 @@ impl Gateway {
         payload: Payload,
         durable: bool,
     ) -> Result<Published, GatewayError> {
-        validate::check_room(room)?;
-        validate::check_event_name(event)?;
+        check_publish(room, event)?;
         let published = self.0.fanout.publish(room, event, payload, durable).await?;
-        self.0.published.add(1);
-        metrics::counter!("raftcast_events_published_total", "event" => crate::telemetry::event_label(event), "durable" => if durable { "true" } else { "false" }).increment(1);
+        self.count_published(crate::telemetry::event_label(event), durable);
         Ok(published)
+    }
+
+    /// Counts a published event (the per-minute rate and the metric by event name).
+    fn count_published(&self, event_label: &'static str, durable: bool) {
+        self.0.published.add(1);
+        metrics::counter!("raftcast_events_published_total", "event" => event_label, "durable" => if durable { "true" } else { "false" }).increment(1);
     }
 
     /// Publishes several events in order (events to one room get increasing offsets in the
@@ -206,9 +210,7 @@ impl Gateway {
         items: Vec<PublishRequest>,
     ) -> Result<Vec<Result<Published, GatewayError>>, GatewayError> {
         for (i, it) in items.iter().enumerate() {
-            validate::check_room(&it.room)
-                .and_then(|()| validate::check_event_name(&it.event))
-                .map_err(|e| e.at(&format!("emits[{i}]")))?;
+            check_publish(&it.room, &it.event).map_err(|e| e.at(&format!("emits[{i}]")))?;
         }
         let labels: Vec<_> = items
             .iter()
@@ -220,8 +222,7 @@ impl Gateway {
             .zip(labels)
             .map(|(a, (event, durable))| {
                 let p = a?;
-                self.0.published.add(1);
-                metrics::counter!("raftcast_events_published_total", "event" => event, "durable" => if durable { "true" } else { "false" }).increment(1);
+                self.count_published(event, durable);
                 Ok(p)
             })
             .collect())
@@ -240,6 +241,12 @@ impl Gateway {
     fn ctx(socket: &Socket) -> Option<&SocketCtx> {
         socket.state::<SocketCtx>()
     }
+}
+
+/// The checks every publish passes: a valid room and event name.
+fn check_publish(room: &str, event: &str) -> Result<(), GatewayError> {
+    validate::check_room(room)?;
+    validate::check_event_name(event)
 }
 
 impl Handler for Gateway {

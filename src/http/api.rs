@@ -106,16 +106,23 @@ async fn guard(
     }
     if let Some(limiter) = &state.api_limiter {
         if let Err(nu) = limiter.check() {
-            use governor::clock::Clock;
-            let wait = nu.wait_time_from(crate::gateway::ctx::clock().now());
-            return ApiError(GatewayError::RateLimit {
-                message: "API rate limit reached".into(),
-                retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(1000).max(1),
-            })
-            .into_response();
+            return rate_limited(&nu, "API rate limit reached".into()).into_response();
         }
     }
     next.run(req).await
+}
+
+/// A 429 `RATE_LIMIT` with `message`, retrying when the limiter allows again.
+pub(super) fn rate_limited(
+    nu: &governor::NotUntil<governor::clock::QuantaInstant>,
+    message: String,
+) -> ApiError {
+    use governor::clock::Clock;
+    let wait = nu.wait_time_from(crate::gateway::ctx::clock().now());
+    ApiError(GatewayError::RateLimit {
+        message,
+        retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(1000).max(1),
+    })
 }
 
 /// Reads a JSON object body: 413 beyond the limit, 400 for anything else wrong.

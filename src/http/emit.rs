@@ -138,38 +138,35 @@ pub(super) async fn emit_batch(
 }
 
 /// With `--api-rate`, a batch of n events takes n cells: the guard took one for the request.
+/// A batch larger than one second's allowance could never pass, so it is refused with why.
 fn take_rate(state: &AppState, n: usize) -> ApiResult<()> {
-    let (Some(limiter), Some(more)) = (&state.api_limiter, n.checked_sub(1)) else {
+    let Some(limiter) = &state.api_limiter else {
         return Ok(());
+    };
+    let too_large = || {
+        ApiError(GatewayError::RateLimit {
+            message: format!(
+                "a batch of {n} events is more than --api-rate allows in one second ({}); send smaller batches",
+                state.config.api_rate
+            ),
+            retry_after_ms: 1000,
+        })
     };
     if n > state.config.api_rate as usize {
-        return Err(ApiError(GatewayError::RateLimit {
-            message: format!(
-                "a batch of {n} events is more than --api-rate allows in one second ({}); send smaller batches",
-                state.config.api_rate
-            ),
-            retry_after_ms: 1000,
-        }));
+        return Err(too_large());
     }
-    let Some(more) = u32::try_from(more).ok().and_then(std::num::NonZeroU32::new) else {
+    let Some(more) = u32::try_from(n.saturating_sub(1))
+        .ok()
+        .and_then(std::num::NonZeroU32::new)
+    else {
         return Ok(());
     };
-    use governor::clock::Clock;
     match limiter.check_n(more) {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(nu)) => {
-            let wait = nu.wait_time_from(crate::gateway::ctx::clock().now());
-            Err(ApiError(GatewayError::RateLimit {
-                message: format!("API rate limit reached ({n} events in this batch)"),
-                retry_after_ms: u64::try_from(wait.as_millis()).unwrap_or(1000).max(1),
-            }))
-        }
-        Err(_) => Err(ApiError(GatewayError::RateLimit {
-            message: format!(
-                "a batch of {n} events is more than --api-rate allows in one second ({}); send smaller batches",
-                state.config.api_rate
-            ),
-            retry_after_ms: 1000,
-        })),
+        Ok(Err(nu)) => Err(super::api::rate_limited(
+            &nu,
+            format!("API rate limit reached ({n} events in this batch)"),
+        )),
+        Err(_) => Err(too_large()),
     }
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use raftcast::chaos::{execute, Outcome};
 use raftcast::config::{ChaosArgs, NetMode};
 
 /// A `duration` run with `seed` drawing from `faults` every `every` (held for `hold`), four
@@ -36,4 +37,23 @@ pub fn args(
         keep: false,
         net,
     }
+}
+
+/// Runs `args` and checks what every chaos test wants: the report printed, three faults
+/// injected, more than `min_ok` emits committed, and the verdict PASS (`what` names the run).
+#[allow(dead_code)] // not every test binary that includes this module calls it
+pub async fn run_to_pass(args: ChaosArgs, min_ok: u64, what: &str) -> Outcome {
+    let outcome = execute(args, false)
+        .await
+        .expect("the chaos run could not be carried out");
+    let r = &outcome.report;
+    println!("{}", r.table());
+    assert_eq!(r.faults.len(), 3, "three faults injected");
+    assert!(
+        r.findings.emits.ok > min_ok,
+        "the publisher got emits through: {} committed",
+        r.findings.emits.ok
+    );
+    assert!(r.verdict.passed, "{what} failed: {:?}", r.verdict.failures);
+    outcome
 }
