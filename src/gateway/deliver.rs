@@ -20,17 +20,37 @@ struct Meta<'a> {
 
 fn frames(event: &str, payload: &crate::fanout::Payload, m: Meta<'_>) -> Frames {
     let (data, attachments, index) = (&payload.data, &payload.attachments, m.index);
-    let meta = json!({ "room": m.room, "offset": m.offset, "epoch": m.epoch, "ts": m.ts });
     let mut args = String::with_capacity(data.len() + 96);
     args.push_str(data);
     args.push(',');
-    args.push_str(&meta.to_string());
+    push_meta(&mut args, &m);
     if let Some(index) = index {
         args.push_str(",\"");
         args.push_str(&index.to_string());
         args.push('"');
     }
     encode::event_raw("/", event, &args, attachments, None)
+}
+
+/// Appends `meta` as the JSON object `{"epoch":…,"offset":…,"room":…,"ts":…}`: the bytes
+/// `serde_json::json!` gives (keys in its sorted order), written without building a `Value`
+/// for every delivery.
+fn push_meta(out: &mut String, m: &Meta<'_>) {
+    use std::fmt::Write;
+    out.push_str("{\"epoch\":");
+    push_json_str(out, m.epoch);
+    // Writing to a String cannot fail.
+    let _ = write!(out, ",\"offset\":{},\"room\":", m.offset);
+    push_json_str(out, m.room);
+    let _ = write!(out, ",\"ts\":{}}}", m.ts);
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    match serde_json::to_string(s) {
+        Ok(q) => out.push_str(&q),
+        // A str always serializes; were it not to, an empty string keeps the JSON valid.
+        Err(_) => out.push_str("\"\""),
+    }
 }
 
 /// Frames of a history event being replayed (same shape as live delivery).
@@ -87,6 +107,34 @@ impl Sink for Gateway {
                 );
                 s.disconnect();
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_is_the_bytes_of_the_json_object() {
+        for (room, epoch) in [
+            ("user:42", "e1"),
+            ("q\"uote\\back", "tab\there"),
+            ("ünï €", "\u{1}\u{1f}\u{7f}"),
+            ("", ""),
+        ] {
+            let m = Meta {
+                room,
+                offset: u64::MAX,
+                epoch,
+                ts: 1_764_000_000_000,
+                index: None,
+            };
+            let mut out = String::new();
+            push_meta(&mut out, &m);
+            let expected =
+                json!({ "room": room, "offset": u64::MAX, "epoch": epoch, "ts": m.ts }).to_string();
+            assert_eq!(out, expected);
         }
     }
 }

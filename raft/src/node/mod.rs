@@ -209,9 +209,11 @@ impl RaftNode {
         log.claim_node_id(cfg.node_id)?;
         let (tx, rx) = mpsc::channel(APPLIED_CAPACITY);
         let per_entry = Arc::new(AtomicBool::new(false));
-        let sm = sm.with_events(tx).with_dedup_layout(per_entry.clone());
+        let (sm, events_live) = sm.with_events(tx);
+        let sm = sm.with_dedup_layout(per_entry.clone());
         let reader = StateReader(sm.kv());
         let committed = log.committed_index();
+        let recent = log.recent();
 
         let listener =
             TcpListener::bind(cfg.peer_listen)
@@ -239,6 +241,8 @@ impl RaftNode {
         let raft = Raft::new(cfg.node_id, raft_cfg, Network(net.clone()), log, sm)
             .await
             .map_err(|e| StartError::Raft(e.to_string()))?;
+        // What it re-applied of the log is behind us: from here on, the caller drains.
+        events_live.store(true, Ordering::Release);
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let (ptx, prx) = mpsc::channel(4096);
@@ -262,6 +266,7 @@ impl RaftNode {
             fast_elections: AtomicU64::new(0),
             versions: versions::Versions::new(cfg_protocol, per_entry),
         });
+        tokio::spawn(recent.expire_loop(stop_rx.clone()));
         tokio::spawn(crate::network::serve(listener, net, core.clone(), stop_rx));
         tokio::spawn(batch::run(core.clone(), prx));
         tokio::spawn(formation::run(core.clone()));

@@ -36,6 +36,7 @@ pub fn apply_entry<K: Kv + ?Sized>(
         index,
         out,
         sids: SidIndex::default(),
+        epoch: None,
     };
     let mut res = Vec::with_capacity(req.cmds.len());
     let mut kept: Vec<(u64, Outcome)> = Vec::new();
@@ -74,6 +75,8 @@ struct Ctx<'a, K: Kv + ?Sized> {
     out: &'a mut Vec<Applied>,
     /// Users of sockets by sid, for the older command forms (built on first use).
     sids: SidIndex,
+    /// The cluster epoch, read at the entry's first publish (every publish names it).
+    epoch: Option<String>,
 }
 
 type CmdResult = Result<Result<Response, String>, StateError>;
@@ -199,6 +202,7 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
                 let key = meta(super::meta::EPOCH);
                 if get::<String, _>(self.kv, &key)?.is_none() {
                     put(self.kv, key, epoch)?;
+                    self.epoch = None;
                 }
                 Ok(Ok(Response::Ok))
             }
@@ -216,7 +220,14 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
         history_ttl_ms: u64,
         pos: u32,
     ) -> CmdResult {
-        let epoch: String = get(self.kv, &meta(super::meta::EPOCH))?.unwrap_or_default();
+        let epoch = match &self.epoch {
+            Some(e) => e.clone(),
+            None => {
+                let e: String = get(self.kv, &meta(super::meta::EPOCH))?.unwrap_or_default();
+                self.epoch = Some(e.clone());
+                e
+            }
+        };
         let meta_key = Key::tag(keys::ROOM_META).s(room).build();
         let mut rm: RoomMeta = get(self.kv, &meta_key)?.unwrap_or_default();
         if durable {

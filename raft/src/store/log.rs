@@ -10,6 +10,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{Entry, LogId, RaftLogReader, StorageError, Vote};
 
 use super::group_flush::GroupFlush;
+use super::recent::Recent;
 use super::{read_err, write_err, StoreError};
 use crate::state::keys::{dec, enc};
 use crate::types::{NodeId, TypeConfig};
@@ -36,6 +37,8 @@ pub struct LogStore {
     meta: sled::Tree,
     committed: Arc<AtomicU64>,
     flusher: GroupFlush,
+    /// The last entries appended, decoded (replication and apply read them from here).
+    recent: Arc<Recent>,
 }
 
 impl LogStore {
@@ -53,6 +56,7 @@ impl LogStore {
             meta,
             committed: Arc::new(AtomicU64::new(committed)),
             flusher: GroupFlush::start(db.clone())?,
+            recent: Arc::new(Recent::default()),
         })
     }
 
@@ -79,6 +83,11 @@ impl LogStore {
                 Ok(())
             }
         }
+    }
+
+    /// The recent entries kept decoded (their expiry runs beside the node).
+    pub(crate) fn recent(&self) -> Arc<Recent> {
+        self.recent.clone()
     }
 
     /// Shared view of the committed index (updated when openraft saves it).
@@ -136,6 +145,9 @@ impl LogStore {
         range: RB,
         max_bytes: usize,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
+        if let Some(es) = self.recent.get(&range, max_bytes) {
+            return Ok(es);
+        }
         let r = (bound_key(range.start_bound()), bound_key(range.end_bound()));
         let mut out = Vec::new();
         let mut bytes = 0usize;
@@ -228,17 +240,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             // which wakes all its idle threads) for every entry on every node.
             (Some(e), None) => {
                 let v = enc(&e).map_err(write_err)?;
+                let size = v.len();
                 self.log
                     .insert(e.log_id.index.to_be_bytes(), v)
                     .map_err(write_err)?;
+                self.recent.appended(e, size);
             }
             // Several: one atomic batch, so a crash never leaves a hole in the log.
             (Some(a), Some(b)) => {
                 let mut batch = sled::Batch::default();
+                let mut written = Vec::new();
                 for e in [a, b].into_iter().chain(entries) {
-                    batch.insert(&e.log_id.index.to_be_bytes(), enc(&e).map_err(write_err)?);
+                    let v = enc(&e).map_err(write_err)?;
+                    let size = v.len();
+                    batch.insert(&e.log_id.index.to_be_bytes(), v);
+                    written.push((size, e));
                 }
                 self.log.apply_batch(batch).map_err(write_err)?;
+                for (size, e) in written {
+                    self.recent.appended(e, size);
+                }
             }
         }
         // Acknowledged once on disk, by the group flusher (not awaited here: openraft's core
@@ -248,6 +269,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
+        self.recent.truncated(log_id.index);
         self.remove_range(log_id.index, u64::MAX)?;
         self.db.flush_async().await.map_err(write_err)?;
         Ok(())
@@ -256,6 +278,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         // Record the purge pointer first so a crash never leaves a hole unaccounted for.
         self.put_meta(PURGED, &Some(log_id), true).await?;
+        self.recent.purged(log_id.index);
         self.remove_range(0, log_id.index)?;
         Ok(())
     }

@@ -15,6 +15,7 @@
 mod capture;
 mod group_flush;
 mod log;
+mod recent;
 mod redo;
 mod sm;
 mod snapfile;

@@ -51,6 +51,8 @@ pub struct SmStore {
     kv: SledKv,
     snap: sled::Tree,
     tx: Option<mpsc::Sender<Applied>>,
+    /// Whether applied events go out yet ([`SmStore::events_live`]).
+    live: Arc<AtomicBool>,
     snap_seq: u64,
     files: Files,
     /// Pre-images for the snapshot dumps in progress.
@@ -112,6 +114,7 @@ impl SmStore {
             kv,
             snap,
             tx: None,
+            live: Arc::new(AtomicBool::new(false)),
             snap_seq: 0,
             files,
             captures: Arc::new(Captures::default()),
@@ -133,10 +136,17 @@ impl SmStore {
         self.dedup.indexed()
     }
 
-    /// Send applied events to `tx` (without it, events are dropped: storage tests).
-    pub fn with_events(mut self, tx: mpsc::Sender<Applied>) -> Self {
+    /// Send applied events to `tx` (without it, events are dropped: storage tests), once
+    /// the returned switch is set.
+    ///
+    /// Until then they are dropped: openraft re-applies the committed entries the state
+    /// had not applied before a restart inside `Raft::new`, before anyone drains `tx`, and
+    /// a full channel would stop the node's start for good. What they would deliver went
+    /// to sockets that ended with the process (clients recover it from the history).
+    pub fn with_events(mut self, tx: mpsc::Sender<Applied>) -> (Self, Arc<AtomicBool>) {
         self.tx = Some(tx);
-        self
+        let live = self.live.clone();
+        (self, live)
     }
 
     /// The state tree (for readers).
@@ -189,6 +199,12 @@ impl SmStore {
 
     async fn emit(&self, events: Vec<Applied>) {
         if let Some(tx) = &self.tx {
+            if !self.live.load(Ordering::Acquire) {
+                if !events.is_empty() {
+                    tracing::debug!(events = events.len(), "re-applied at start: not delivered");
+                }
+                return;
+            }
             for ev in events {
                 if tx.send(ev).await.is_err() {
                     tracing::debug!("applied-events receiver dropped");

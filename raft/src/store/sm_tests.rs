@@ -327,3 +327,30 @@ async fn kept_results_travel_with_a_snapshot_and_answer_a_retry_after_install() 
     assert_eq!(events.len(), 1, "the retry was applied again: {events:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn events_of_entries_applied_before_the_switch_are_dropped_not_waited_for() {
+    // What openraft re-applies inside `Raft::new`: more events than the channel holds,
+    // with nobody draining it yet. The applies must finish.
+    let dir = temp_dir("live");
+    let (_db, sm) = scratch_store(&dir);
+    let (tx, mut rx) = mpsc::channel(1);
+    let (mut sm, live) = sm.with_events(tx);
+    let entries: Vec<_> = (1..=5).map(|i| publish(i, "r")).collect();
+    let applied = tokio::time::timeout(std::time::Duration::from_secs(10), sm.apply(entries))
+        .await
+        .expect("apply waited for a channel nobody drains");
+    assert_eq!(applied.unwrap().len(), 5);
+    assert!(
+        rx.try_recv().is_err(),
+        "an event of the re-applied entries went out"
+    );
+    // Once the switch is set, events flow.
+    live.store(true, Ordering::Release);
+    sm.apply(vec![publish(6, "r")]).await.unwrap();
+    match rx.try_recv() {
+        Ok(Applied::Published { offset, .. }) => assert_eq!(offset, 6),
+        other => panic!("expected the sixth event, got {other:?}"),
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
