@@ -173,3 +173,59 @@ async fn events_through_two_nodes_arrive_in_one_order_on_a_third() {
         c.get(1, "/api/stats").await
     );
 }
+
+/// A backend's retry with the same `Idempotency-Key`, sent to another node (its first node
+/// died before answering, say), is answered with the first attempt's offset and is not
+/// published again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_the_same_idempotency_key_through_another_node_publishes_once() {
+    let c = Cluster::start("idem", 3, &[]).await;
+    let user = "ivy";
+    let session = c.session(1, user).await;
+    let mut on2 = Sio::login(c.node(2).addr(), &json!({ "sessionId": session }))
+        .await
+        .expect("client on node 2");
+    let http = reqwest::Client::new();
+    let post = |id: u64, key: &'static str, n: u64| {
+        let req = http
+            .post(c.url(id, "/api/emit"))
+            .bearer_auth(cluster_common::API_KEY)
+            .header("Idempotency-Key", key)
+            .timeout(Duration::from_secs(10))
+            .json(&json!({"userId": user, "event": "trade:executed", "data": {"i": n}}));
+        async move {
+            let r = req.send().await.expect("emit");
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.expect("json"))
+        }
+    };
+    let (s1, first) = post(1, "order-7f3a", 1).await;
+    assert_eq!(s1, 200, "{first}");
+    // The retry carries the same key (and, as a retry would, the same body) via node 3.
+    let (s3, again) = post(3, "order-7f3a", 1).await;
+    assert_eq!(s3, 200, "{again}");
+    assert_eq!(again["offset"], first["offset"], "{first} then {again}");
+    // Another key is another event.
+    let (s, next) = post(3, "order-8b21", 2).await;
+    assert_eq!(s, 200, "{next}");
+    assert_eq!(
+        next["offset"],
+        json!(first["offset"].as_u64().unwrap() + 1),
+        "{next}"
+    );
+    let got = on2
+        .collect("trade:executed", 2, Duration::from_secs(10))
+        .await;
+    let data: Vec<u64> = got.iter().map(|a| durable_parts(a).0).collect();
+    assert_eq!(data, [1, 2], "node 2's client got {got:?}");
+    // The history on every node holds the event once.
+    for id in 1..=3 {
+        let h = poll(Duration::from_secs(10), || async {
+            let (st, h) = c.get(id, "/api/rooms/user:ivy/history").await.ok()?;
+            (st == 200 && h["events"].as_array()?.len() == 2).then_some(h)
+        })
+        .await
+        .unwrap_or_else(|| panic!("node {id}'s history never held exactly the two events"));
+        assert_eq!(h["events"][0]["data"], json!({"i": 1}), "node {id}: {h}");
+    }
+}

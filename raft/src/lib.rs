@@ -14,7 +14,9 @@
 //!   commit after `NoQuorum` was returned, if the quorum comes back.
 //! - Snapshots are built and sent whole, in memory (one frame); fine for moderate state.
 
+mod idempotency;
 pub mod state;
+pub use idempotency::idempotent_id;
 pub mod types;
 
 pub use types::*;

@@ -49,6 +49,10 @@ pub struct PublishRequest {
     pub event: String,
     pub payload: Payload,
     pub durable: bool,
+    /// A fixed proposal id (from an idempotency key, [`raftcast_raft::idempotent_id`]):
+    /// a backend that [`Fanout::dedups_retries`] answers a request whose id it committed
+    /// recently with that first result. None: a fresh id.
+    pub id: Option<u64>,
 }
 
 /// An event as kept in a room's history.
@@ -184,6 +188,13 @@ pub trait Fanout: Send + Sync + 'static {
 
     /// Connects the node's delivery sink; called once at start-up, before any publish.
     fn attach(&self, sink: Arc<dyn Sink>);
+
+    /// Whether [`PublishRequest::id`] is honoured: a publish whose id was committed
+    /// recently is answered with the first result, not published again. Only the Raft
+    /// backend keeps those results (replicated, for `raftcast_raft`'s de-duplication window).
+    fn dedups_retries(&self) -> bool {
+        false
+    }
 
     /// Publishes to a room. Durable events get the room's next offset and enter its history;
     /// the call returns once committed. Volatile ones carry the current offset.

@@ -405,6 +405,10 @@ impl Fanout for RaftFanout {
         }
     }
 
+    fn dedups_retries(&self) -> bool {
+        true
+    }
+
     async fn publish(
         &self,
         room: &str,
@@ -424,11 +428,17 @@ impl Fanout for RaftFanout {
     ) -> Vec<Result<Published, FanoutError>> {
         let cmds = items
             .into_iter()
-            .map(|it| self.publish_command(it.room, it.event, it.payload, it.durable))
+            .map(|it| {
+                let id = it.id.unwrap_or(0);
+                (
+                    id,
+                    self.publish_command(it.room, it.event, it.payload, it.durable),
+                )
+            })
             .collect();
         let answers: Vec<_> = self
             .node
-            .propose_many(cmds)
+            .propose_many_with_ids(cmds)
             .await
             .into_iter()
             .map(published)

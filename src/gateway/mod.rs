@@ -212,6 +212,13 @@ impl Gateway {
         for (i, it) in items.iter().enumerate() {
             check_publish(&it.room, &it.event).map_err(|e| e.at(&format!("emits[{i}]")))?;
         }
+        if items.iter().any(|it| it.id.is_some()) && !self.0.fanout.dedups_retries() {
+            return Err(GatewayError::InvalidPayload(
+                "Idempotency-Key needs the Raft backend (the default): this node's backend \
+                 does not keep the results a retry would be answered with"
+                    .into(),
+            ));
+        }
         let labels: Vec<_> = items
             .iter()
             .map(|it| (crate::telemetry::event_label(&it.event), it.durable))

@@ -3,13 +3,18 @@
 //!
 //! A batch exists for throughput: one request, one parse and one answer for many events,
 //! and the Raft backend commits them in as few log entries as its batch limits allow.
+//!
+//! Both take an optional `Idempotency-Key` header: a request repeated with the same key
+//! (to any node, within the de-duplication window) is answered with the first attempt's
+//! results if that attempt was committed, and published once if it was not
+//! ([`raftcast_raft::idempotent_id`]). The Raft backend only; others answer 400.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
@@ -24,6 +29,27 @@ pub const MAX_BATCH_EMITS: usize = 1000;
 /// A batch's body may be this many times `--max-body-bytes` (1 MiB at the default 64 KiB);
 /// each event's `data` still fits in `--max-body-bytes` as for a single emit.
 pub const BATCH_BODY_FACTOR: usize = 16;
+
+/// The header naming a request's idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The request's idempotency key, if it has one: 1 to [`MAX_IDEMPOTENCY_KEY`] visible ASCII
+/// characters.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(v) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    match v.to_str() {
+        Ok(k) if !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(k.to_owned()))
+        }
+        _ => Err(invalid(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters (a UUID is a good one)"
+        ))),
+    }
+}
 
 /// Reads one emit object: exactly one of `room`/`userId`, `event`, `data`, `durable?`.
 fn emit_request(m: &Map<String, Value>, max_data: usize) -> ApiResult<PublishRequest> {
@@ -55,21 +81,38 @@ fn emit_request(m: &Map<String, Value>, max_data: usize) -> ApiResult<PublishReq
         event: event.to_owned(),
         payload: Payload::json(data),
         durable,
+        id: None,
     })
 }
 
 /// `POST /api/emit`: `200 { room, offset, epoch }` once committed (durable) or accepted.
 pub(super) async fn emit(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Value>> {
+    let key = idempotency_key(&headers)?;
     let m = json_body(body)?;
     // The body limit already bounds a single emit's data.
-    let r = emit_request(&m, usize::MAX)?;
-    let p = state
-        .gateway
-        .publish(&r.room, &r.event, r.payload, r.durable)
-        .await?;
+    let mut r = emit_request(&m, usize::MAX)?;
+    let p = match key {
+        None => {
+            state
+                .gateway
+                .publish(&r.room, &r.event, r.payload, r.durable)
+                .await?
+        }
+        Some(key) => {
+            r.id = Some(raftcast_raft::idempotent_id(&key, 0));
+            let answer = state
+                .gateway
+                .publish_many(vec![r])
+                .await?
+                .into_iter()
+                .next();
+            answer.unwrap_or_else(|| Err(GatewayError::Internal("an emit got no answer".into())))?
+        }
+    };
     Ok(Json(
         json!({ "room": p.room, "offset": p.offset, "epoch": p.epoch }),
     ))
@@ -83,11 +126,14 @@ pub(super) async fn emit(
 /// `{ room, offset, epoch }` or `{ room, error: { code, message } }`. The status is 200 when
 /// every event was committed, 207 when some were not (their results say why), and the
 /// first error's own status (503 `NO_QUORUM`, ...) when none was: then nothing was written.
-/// With `--api-rate`, each event counts as one request.
+/// With `--api-rate`, each event counts as one request. With an `Idempotency-Key`, event `i`
+/// gets the id `idempotent_id(key, i)`: a repeated batch is answered as the first was.
 pub(super) async fn emit_batch(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
+    let key = idempotency_key(&headers)?;
     let m = json_body(body)?;
     let emits = match m.get("emits") {
         Some(Value::Array(a)) => a,
@@ -105,8 +151,9 @@ pub(super) async fn emit_batch(
         let Value::Object(e) = e else {
             return Err(invalid(format!("emits[{i}]: must be an object")));
         };
-        let r = emit_request(e, state.config.max_body_bytes)
+        let mut r = emit_request(e, state.config.max_body_bytes)
             .map_err(|ApiError(e)| ApiError(e.at(&format!("emits[{i}]"))))?;
+        r.id = key.as_deref().map(|k| raftcast_raft::idempotent_id(k, i));
         items.push(r);
     }
     take_rate(&state, items.len())?;

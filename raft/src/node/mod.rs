@@ -108,10 +108,7 @@ impl Core {
 
     /// Queue a proposal and wait for its outcome.
     pub async fn submit(&self, cmd: Command, forwardable: bool) -> Result<Response, ProposeError> {
-        // Random ids: unique across nodes and restarts without coordination (a collision
-        // among the ids of one dedup window is astronomically unlikely).
-        let id = rand::random::<u64>().max(1);
-        self.submit_with_id(id, cmd, forwardable).await
+        self.submit_with_id(new_id(), cmd, forwardable).await
     }
 
     /// Queue several proposals, in order, and wait for all their outcomes (in the same
@@ -121,10 +118,7 @@ impl Core {
         cmds: Vec<Command>,
         forwardable: bool,
     ) -> Vec<Result<Response, ProposeError>> {
-        let cmds = cmds
-            .into_iter()
-            .map(|c| (rand::random::<u64>().max(1), c))
-            .collect();
+        let cmds = cmds.into_iter().map(|c| (new_id(), c)).collect();
         self.submit_group(cmds, forwardable).await
     }
 
@@ -189,6 +183,12 @@ impl Core {
             Err(_) => Err(ProposeError::NoQuorum("propose timed out".into())),
         }
     }
+}
+
+/// A proposal id: random, so unique across nodes and restarts without coordination (a
+/// collision among the ids of one de-duplication window is astronomically unlikely); never 0.
+fn new_id() -> u64 {
+    rand::random::<u64>().max(1)
 }
 
 /// The node handle. Cheap to clone.
@@ -294,6 +294,20 @@ impl RaftNode {
     /// per command, in the same order. A command's failure does not stop the others.
     pub async fn propose_many(&self, cmds: Vec<Command>) -> Vec<Result<Response, ProposeError>> {
         self.core.submit_many(cmds, true).await
+    }
+
+    /// As [`RaftNode::propose_many`], with the proposals' ids given (0: draw one). A
+    /// proposal whose id the state applied within the de-duplication window is answered
+    /// with that first result and not applied again ([`crate::idempotent_id`]).
+    pub async fn propose_many_with_ids(
+        &self,
+        cmds: Vec<(u64, Command)>,
+    ) -> Vec<Result<Response, ProposeError>> {
+        let cmds = cmds
+            .into_iter()
+            .map(|(id, c)| (if id == 0 { new_id() } else { id }, c))
+            .collect();
+        self.core.submit_group(cmds, true).await
     }
 
     /// Local reads of the applied state.
