@@ -26,8 +26,8 @@ use openraft::Entry;
 
 use crate::types::TypeConfig;
 
-/// Most entries kept (a few seconds of entries at high load; replication lag beyond this
-/// reads from sled as before).
+/// Most entries kept (a burst within [`RECENT_FOR`]; a reader further behind reads from
+/// sled as before).
 pub(crate) const RECENT_ENTRIES: usize = 256;
 /// Most encoded bytes kept (large events fill this first).
 pub(crate) const RECENT_BYTES: usize = 16 * 1024 * 1024;
@@ -63,6 +63,17 @@ impl Run {
             self.bytes -= n;
         }
     }
+
+    /// Drops the entries that came `age` before `now` or earlier.
+    fn expire(&mut self, now: Instant, age: Duration) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|(_, _, at)| now.saturating_duration_since(*at) >= age)
+        {
+            self.pop_front();
+        }
+    }
 }
 
 /// The recent entries. Shared by the log store's clones.
@@ -77,13 +88,7 @@ impl Recent {
             run.clear();
         }
         let now = Instant::now();
-        while run
-            .entries
-            .front()
-            .is_some_and(|(_, _, at)| now.duration_since(*at) >= RECENT_FOR)
-        {
-            run.pop_front();
-        }
+        run.expire(now, RECENT_FOR);
         run.entries.push_back((e, size, now));
         run.bytes += size;
         while run.entries.len() > RECENT_ENTRIES
@@ -105,14 +110,7 @@ impl Recent {
 
     /// Drops the entries that came `age` ago or earlier (called every second).
     pub(crate) fn expire(&self, age: Duration) {
-        let mut run = self.0.lock();
-        while run
-            .entries
-            .front()
-            .is_some_and(|(_, _, at)| at.elapsed() >= age)
-        {
-            run.pop_front();
-        }
+        self.0.lock().expire(Instant::now(), age);
     }
 
     /// Expires entries every second until `stop` turns true (or its sender goes).
