@@ -111,17 +111,6 @@ impl Core {
         self.submit_with_id(new_id(), cmd, forwardable).await
     }
 
-    /// Queue several proposals, in order, and wait for all their outcomes (in the same
-    /// order); ids as in [`Core::submit`].
-    pub async fn submit_many(
-        &self,
-        cmds: Vec<Command>,
-        forwardable: bool,
-    ) -> Vec<Result<Response, ProposeError>> {
-        let cmds = cmds.into_iter().map(|c| (new_id(), c)).collect();
-        self.submit_group(cmds, forwardable).await
-    }
-
     /// Queue a proposal that already has an id (a forwarded one) and wait for its outcome.
     pub async fn submit_with_id(
         &self,
@@ -290,10 +279,12 @@ impl RaftNode {
         self.core.submit(cmd, true).await
     }
 
-    /// Propose several commands at once, in order (see [`Core::submit_many`]): one answer
-    /// per command, in the same order. A command's failure does not stop the others.
+    /// Propose several commands at once, in order (the batcher takes them as one group,
+    /// [`Core::submit_group`]): one answer per command, in the same order. A command's
+    /// failure does not stop the others.
     pub async fn propose_many(&self, cmds: Vec<Command>) -> Vec<Result<Response, ProposeError>> {
-        self.core.submit_many(cmds, true).await
+        self.propose_many_with_ids(cmds.into_iter().map(|c| (0, c)).collect())
+            .await
     }
 
     /// As [`RaftNode::propose_many`], with the proposals' ids given (0: draw one). A
