@@ -7,10 +7,11 @@
 #   bench/run.sh                 full run (3 rounds; tens of minutes), writes bench/RESULTS.md
 #   bench/run.sh --smoke         every scenario in seconds with a few connections (CI)
 #
-# Options: --rounds N, --systems raftcast,baseline,raw, --scenarios idle,fanout,crossnode,failover,seed,
+# Options: --rounds N, --systems raftcast,baseline,raw, --scenarios idle,fanout,burst,crossnode,failover,seed,
 #          --debug (use debug builds), --no-build, --out DIR (where RESULTS.md and plots/ go).
 # Environment: CARGO_TARGET_DIR (default <repo>/target), RAFTCAST_ARGS (extra raftcast flags),
-#          BENCH_THREADS (load generator worker threads, default 1).
+#          BENCH_THREADS (load generator worker threads, default 1), BENCH_ARGS (extra
+#          `raftcast-bench scenario` flags, e.g. `--fan-batch 10`).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -21,7 +22,7 @@ export CARGO_TARGET_DIR=$TARGET
 MODE=full
 ROUNDS=
 SYSTEMS=raftcast,baseline,raw
-SCENARIOS=idle,fanout,crossnode,failover,seed
+SCENARIOS=idle,fanout,burst,crossnode,failover,seed
 BUILD_PROFILE=release
 BUILD=1
 OUT=
@@ -199,7 +200,7 @@ run_one() { # system scenario round
   pids=$(IFS=,; echo "${PIDS[*]}")
   if ! "$LOADGEN" scenario --scenario "$scenario" --system "$system" --nodes "$NODES" \
       --api-key "$API_KEY" --pids "$pids" --profile "$MODE" --round "$round" \
-      --threads "${BENCH_THREADS:-1}" "${extra[@]}" \
+      --threads "${BENCH_THREADS:-1}" "${extra[@]}" ${BENCH_ARGS:-} \
       --out "$JSON_DIR/$system-$scenario-r$round.json" 2>>"$LOG_DIR/loadgen.log"; then
     log "FAILED: $system $scenario (see $LOG_DIR/loadgen.log)"
     FAILED+=("$round/$system/$scenario")

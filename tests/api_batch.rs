@@ -1,6 +1,7 @@
 //! `POST /api/emit/batch` as a backend sees it: many events in one request, delivered and
 //! kept in the order given; a bad event refuses the whole batch and writes nothing; the API
-//! rate limit counts each event. On the in-memory backend and on a one-node Raft group.
+//! rate limit counts each event; a burst larger than the server's write coalescing arrives
+//! whole. On the in-memory backend and on a one-node Raft group.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
@@ -210,4 +211,36 @@ async fn the_api_rate_counts_each_event_of_a_batch() {
     // What was written, read past the API (whose reads the limit also counts).
     let h = s.gateway.fanout().history("r:rate", 0).expect("history");
     assert_eq!(h.events.len(), 4, "{h:?}");
+}
+
+/// A batch's events reach a member back to back; the server gathers what a connection has
+/// queued into few sends (`socketio/coalesce.rs`, 16 KiB each). A burst of several times
+/// that, with payloads larger than a WebSocket fragment (4 KiB) among small ones, arrives
+/// whole, in order and byte for byte.
+#[tokio::test]
+async fn a_large_burst_arrives_whole_and_in_order() {
+    let s = start(&["--backend", "raft"]).await;
+    let mut c = s.client("burst").await;
+    let big = "x".repeat(9_000);
+    let data = |i: usize| {
+        if i % 25 == 0 {
+            json!({"n": i, "pad": big, "u": "é€😀"})
+        } else {
+            json!({"n": i, "pad": "y".repeat(i % 200)})
+        }
+    };
+    let emits: Vec<Value> = (0..600)
+        .map(|i| json!({"userId": "burst", "event": "trade:executed", "data": data(i)}))
+        .collect();
+    let (status, body) = batch(&s, json!({ "emits": emits })).await;
+    assert_eq!((status, &body["ok"]), (200, &json!(600)), "{body}");
+    for i in 0..600 {
+        let args = c.ws.event("trade:executed", T).await;
+        assert_eq!(args[0], data(i), "event {i}");
+    }
+    // And the connection still carries the next event.
+    s.emit(json!({"userId": "burst", "event": "trade:executed", "data": {"n": "after"}}))
+        .await;
+    let args = c.ws.event("trade:executed", T).await;
+    assert_eq!(args[0], json!({"n": "after"}));
 }

@@ -40,6 +40,8 @@ enum ScenarioName {
     Idle,
     /// M3 CPU per million deliveries + M2 max one-room fan-out
     Fanout,
+    /// M3b + M2b: the same as `fanout` with the emits posted ten at a time
+    Burst,
     /// M4 cross-node latency at 100 emits/s + M5 max cross-node emits/s
     Crossnode,
     /// M7 leader kill / Redis restart during 1,000 emits/s
@@ -100,6 +102,14 @@ struct ScenarioArgs {
     /// them together to `/api/emit/batch`).
     #[arg(long)]
     cross_batch: Option<usize>,
+    /// Emits per request in `fanout` (M3 and M2; raftcast only: more than 1 posts them
+    /// together to `/api/emit/batch`, so every member gets them back to back).
+    #[arg(long)]
+    fan_batch: Option<usize>,
+    /// Emits posted together in `fanout` (M3 and M2), each its own `/api/emit` request (any
+    /// system): the same average rate in bursts, so every member gets them back to back.
+    #[arg(long)]
+    fan_burst: Option<usize>,
     /// Override the first emit rate of the M5 ramp (emits/s).
     #[arg(long)]
     cross_start_rate: Option<f64>,
@@ -176,6 +186,8 @@ fn real_main() -> Result<()> {
                 members,
                 cross_members,
                 cross_batch,
+                fan_batch,
+                fan_burst,
                 cross_start_rate,
                 max_steps,
                 round,
@@ -200,6 +212,12 @@ fn real_main() -> Result<()> {
             }
             if let Some(b) = cross_batch {
                 profile.cross_batch = b.clamp(1, 1000);
+            }
+            if let Some(b) = fan_batch {
+                profile.fan_batch = b.clamp(1, 1000);
+            }
+            if let Some(b) = fan_burst {
+                profile.fan_burst = b.clamp(1, 256);
             }
             if let Some(r) = cross_start_rate {
                 profile.cross_start_rate = r.max(1.0);
@@ -236,6 +254,7 @@ fn real_main() -> Result<()> {
                 match scenario {
                     ScenarioName::Idle => scenario::idle(&env).await,
                     ScenarioName::Fanout => scenario::fanout(&env).await,
+                    ScenarioName::Burst => scenario::burst(&env).await,
                     ScenarioName::Crossnode => scenario::crossnode(&env).await,
                     ScenarioName::Failover => scenario::failover(&env).await,
                     ScenarioName::Seed => scenario::seed(&env).await,

@@ -229,6 +229,9 @@ pub fn write(results_dir: &Path, out_dir: &Path) -> Result<()> {
          - **M2** max one-room fan-out deliveries/s with 100 % delivery and p99 ≤ 250 ms \
          (ramp of emit rates; members on all nodes; also against the raw ceiling).\n\
          - **M3** server CPU-seconds per million deliveries at a fixed delivery rate.\n\
+         - **M2b, M3b** the same with the emits posted ten at a time (each its own \
+         `POST /api/emit`, same average rate): every member gets ten frames back to back. \
+         A system that misses p99 ≤ 250 ms even at the first step has no M2b (see the notes).\n\
          - **M4** cross-node publish-to-deliver latency at 100 emits/s (members on other nodes \
          than the one the emit is posted to).\n\
          - **M5** max cross-node emits/s (many rooms, members on every node) with 100 % delivery \

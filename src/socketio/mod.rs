@@ -7,6 +7,7 @@
 //! connections, and broadcasts encode once and share the same bytes with every recipient.
 
 mod clock;
+mod coalesce;
 pub mod conn;
 pub mod encode;
 pub mod engine_packet;

@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+use super::coalesce::Coalesce;
 use super::conn::{Conn, DisconnectReason, Frame, Transport};
 use super::handler::{ConnGuard, RequestInfo};
 use super::pump::Pump;
@@ -140,7 +141,7 @@ async fn serve(
             let early = read_buf.to_vec();
             drop(read_buf);
             let ws = WebSocketStream::from_partially_read(
-                tcp.into_inner(),
+                Coalesce::new(tcp.into_inner()),
                 early,
                 Role::Server,
                 Some(ws_config),
@@ -151,7 +152,7 @@ async fn serve(
         // Not a plain TCP stream (never with our own listener).
         Err(upgraded) => {
             let ws = WebSocketStream::from_raw_socket(
-                TokioIo::new(upgraded),
+                Coalesce::new(TokioIo::new(upgraded)),
                 Role::Server,
                 Some(ws_config),
             )

@@ -295,7 +295,9 @@ async fn recv_opt(
 async fn socket(stream: TcpStream, state: Arc<State>) -> Result<(), RawError> {
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
-        .write_buffer_size(0)
+        // What is fed between two flushes goes out in one send (as raftcast's
+        // `socketio/coalesce.rs` does), up to 64 KiB.
+        .write_buffer_size(64 * 1024)
         .max_message_size(Some(MAX_BODY))
         .max_frame_size(Some(MAX_BODY));
     let mut ws = WebSocketStream::from_raw_socket(stream, Role::Server, Some(config)).await;

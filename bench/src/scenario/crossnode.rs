@@ -60,6 +60,7 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
         cross_only: true,
         duration,
         batch: 1,
+        burst: 1,
     };
     let warm = step(
         env,
@@ -113,6 +114,7 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
             cross_only: true,
             duration: None,
             batch: p.cross_batch,
+            burst: 1,
         },
     )
     .await;

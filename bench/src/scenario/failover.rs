@@ -143,6 +143,7 @@ pub async fn failover(env: &Env) -> Result<RunResult> {
             rooms,
             latency_budget: Duration::from_millis(50),
             batch: 1,
+            burst: 1,
         },
         &shared,
     )

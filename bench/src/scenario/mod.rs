@@ -26,7 +26,7 @@ mod seed;
 
 pub use crossnode::crossnode;
 pub use failover::failover;
-pub use fanout::fanout;
+pub use fanout::{burst, fanout};
 pub use idle::idle;
 pub use seed::{seed, SEED_TARGETS};
 
@@ -44,6 +44,10 @@ pub struct Profile {
     pub fan_factor: f64,
     pub fan_max_steps: usize,
     pub fan_p99_ms: f64,
+    /// Emits per request in `fanout` (1: `/api/emit`; more: `/api/emit/batch`).
+    pub fan_batch: usize,
+    /// Emits posted together in `fanout`, each its own request (1: evenly spread).
+    pub fan_burst: usize,
     pub cross_rooms: usize,
     pub cross_members_per_room: usize,
     pub cross_m4_rate: f64,
@@ -77,6 +81,8 @@ impl Profile {
             fan_factor: 1.5,
             fan_max_steps: 14,
             fan_p99_ms: 250.0,
+            fan_batch: 1,
+            fan_burst: 1,
             cross_rooms: 100,
             cross_members_per_room: 30,
             cross_m4_rate: 100.0,
@@ -109,6 +115,8 @@ impl Profile {
             fan_factor: 2.0,
             fan_max_steps: 2,
             fan_p99_ms: 250.0,
+            fan_batch: 1,
+            fan_burst: 1,
             cross_rooms: 3,
             cross_members_per_room: 3,
             cross_m4_rate: 20.0,

@@ -28,6 +28,9 @@ pub(super) struct PublishSpec {
     /// Emits per request: 1 posts each to `/api/emit`, more post them together to
     /// `/api/emit/batch` (raftcast only), all stamped when the request is sent.
     pub(super) batch: usize,
+    /// Emits due at the same instant, each its own request (a burst, at the same average
+    /// rate): what a room's members then get back to back.
+    pub(super) burst: usize,
 }
 
 pub(super) struct PublishStats {
@@ -62,7 +65,11 @@ pub(super) async fn publish(env: &Env, spec: PublishSpec, shared: &Arc<Shared>) 
     let requests = n.div_ceil(batch);
     let request_rate = spec.rate / batch as f64;
     let in_flight = (request_rate * spec.latency_budget.as_secs_f64()).ceil();
-    let workers = (in_flight.max(request_rate / 200.0).ceil() as usize).clamp(1, 256);
+    let burst = spec.burst.max(1);
+    // A burst's requests go out together: one worker each.
+    let workers = (in_flight.max(request_rate / 200.0).ceil() as usize)
+        .max(burst)
+        .clamp(1, 256);
     let ok = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
     let not_sent = Arc::new(AtomicUsize::new(0));
@@ -96,7 +103,7 @@ pub(super) async fn publish(env: &Env, spec: PublishSpec, shared: &Arc<Shared>) 
             let mut conn = HttpConn::new(addr);
             for r in (w..requests).step_by(workers) {
                 let (lo, hi) = (r * batch, ((r + 1) * batch).min(n));
-                let due = start + Duration::from_secs_f64(lo as f64 / rate);
+                let due = start + Duration::from_secs_f64((lo - lo % burst) as f64 / rate);
                 if tokio::time::Instant::now() > give_up {
                     let left: usize = (r..requests)
                         .step_by(workers)
@@ -277,6 +284,8 @@ pub(super) struct StepSpec {
     pub(super) duration: Option<Duration>,
     /// Emits per request (see [`PublishSpec::batch`]).
     pub(super) batch: usize,
+    /// Emits due together (see [`PublishSpec::burst`]).
+    pub(super) burst: usize,
 }
 
 pub(super) async fn step(
@@ -293,6 +302,7 @@ pub(super) async fn step(
         cross_only,
         duration,
         batch,
+        burst,
     } = spec;
     shared.reset_step();
     let cpu0 = CpuWindow::start(&env.watched);
@@ -306,6 +316,7 @@ pub(super) async fn step(
             rooms,
             latency_budget: Duration::from_secs_f64(p99_limit_ms.min(250.0) / 1000.0),
             batch,
+            burst,
         },
         shared,
     )
