@@ -108,6 +108,7 @@ struct ScenarioArgs {
     fan_batch: Option<usize>,
     /// Emits posted together in `fanout` (M3 and M2), each its own `/api/emit` request (any
     /// system): the same average rate in bursts, so every member gets them back to back.
+    /// Above 1 it is also the burst size of the `burst` scenario (default 10).
     #[arg(long)]
     fan_burst: Option<usize>,
     /// Override the first emit rate of the M5 ramp (emits/s).
