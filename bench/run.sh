@@ -11,7 +11,8 @@
 #          --debug (use debug builds), --no-build, --out DIR (where RESULTS.md and plots/ go).
 # Environment: CARGO_TARGET_DIR (default <repo>/target), RAFTCAST_ARGS (extra raftcast flags),
 #          BENCH_THREADS (load generator worker threads, default 1), BENCH_ARGS (extra
-#          `raftcast-bench scenario` flags, e.g. `--fan-batch 10`).
+#          `raftcast-bench scenario` flags, e.g. `--fan-batch 10`), BENCH_NICE (the systems'
+#          nice value, default 10; 0 runs them at the load generator's priority).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -106,7 +107,14 @@ if has "$SYSTEMS" baseline; then
 fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 [[ -n $SYSTEMS ]] || { echo "no system left to benchmark" >&2; exit 1; }
-log "mode $MODE, rounds $ROUNDS, systems $SYSTEMS, scenarios $SCENARIOS, fd limit $(ulimit -n)"
+# The systems under test run at a lower CPU priority than the load generator (nice 10): on a
+# machine they share, the load generator stands in for clients on other machines. At equal
+# priority the kernel shares the cores per thread, so the load generator's one thread got a
+# share that shrank with the number of busy server threads (about 1 in 7 beside three raftcast
+# nodes, 1 in 5 beside Node + Redis, 1 in 3 beside the raw server), and M2 measured how far
+# behind the load generator fell, not the servers (docs/performance.md, session 16).
+SUT_NICE=${BENCH_NICE:-10}
+log "mode $MODE, rounds $ROUNDS, systems $SYSTEMS, scenarios $SCENARIOS, fd limit $(ulimit -n), systems at nice $SUT_NICE"
 log "results in $RUN_DIR"
 
 # ---------------------------------------------------------------- systems
@@ -146,7 +154,7 @@ start_raftcast() {
   local i
   for i in 1 2 3; do
     # shellcheck disable=SC2086
-    "$BIN/raftcast" --node-id "$i" --port "500$i" --peer-port "600$i" --peers "$RAFTCAST_PEERS" \
+    nice -n "$SUT_NICE" "$BIN/raftcast" --node-id "$i" --port "500$i" --peer-port "600$i" --peers "$RAFTCAST_PEERS" \
       --cluster-secret "$CLUSTER_SECRET" --api-key "$API_KEY" --host 127.0.0.1 \
       --ping-interval-ms $PING_INTERVAL_MS --ping-timeout-ms $PING_TIMEOUT_MS \
       --data-dir "$DATA_DIR/raftcast/n$i" ${RAFTCAST_ARGS:-} >>"$LOG_DIR/raftcast-n$i.log" 2>&1 &
@@ -157,13 +165,13 @@ start_raftcast() {
 
 start_baseline() {
   check_ports 5011 5012 5013 "$REDIS_PORT"
-  "$BENCH_DIR/scripts/redis.sh" start "$REDIS_PORT" "$DATA_DIR/redis"
+  nice -n "$SUT_NICE" "$BENCH_DIR/scripts/redis.sh" start "$REDIS_PORT" "$DATA_DIR/redis"
   PID_FILES=("$DATA_DIR/redis/redis.pid")
   local i
   for i in 1 2 3; do
     (cd "$BENCH_DIR/baseline" && PORT="501$i" NODE_ID="$i" API_KEY="$API_KEY" \
       REDIS_URL="redis://127.0.0.1:$REDIS_PORT" PING_INTERVAL_MS=$PING_INTERVAL_MS \
-      PING_TIMEOUT_MS=$PING_TIMEOUT_MS exec node server.js >>"$LOG_DIR/baseline-n$i.log" 2>&1) &
+      PING_TIMEOUT_MS=$PING_TIMEOUT_MS exec nice -n "$SUT_NICE" node server.js >>"$LOG_DIR/baseline-n$i.log" 2>&1) &
     PIDS+=($!)
   done
   NODES=$BASELINE_NODES; READY_PATH=/healthz
@@ -171,7 +179,7 @@ start_baseline() {
 
 start_raw() {
   check_ports 5021
-  "$BIN/raw_ceiling" --port 5021 --ping-interval-ms $PING_INTERVAL_MS \
+  nice -n "$SUT_NICE" "$BIN/raw_ceiling" --port 5021 --ping-interval-ms $PING_INTERVAL_MS \
     --ping-timeout-ms $PING_TIMEOUT_MS >>"$LOG_DIR/raw.log" 2>&1 &
   PIDS+=($!)
   NODES=$RAW_NODES; READY_PATH=/healthz
@@ -193,7 +201,7 @@ run_one() { # system scenario round
   if [[ $scenario == failover ]]; then
     case $system in
       raftcast) extra+=(--kill-leader) ;;
-      baseline) extra+=(--disrupt-cmd "'$BENCH_DIR/scripts/redis.sh' restart $REDIS_PORT '$DATA_DIR/redis'") ;;
+      baseline) extra+=(--disrupt-cmd "nice -n $SUT_NICE '$BENCH_DIR/scripts/redis.sh' restart $REDIS_PORT '$DATA_DIR/redis'") ;;
     esac
   fi
   local pids
