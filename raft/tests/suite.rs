@@ -31,7 +31,7 @@ impl StoreBuilder<TypeConfig, LogStore, SmStore, (TempDir, sled::Db)> for Builde
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let (db, log, sm) = store::open(&dir).expect("open store");
+        let (db, log, sm) = store::open(&dir, store::DEFAULT_CACHE_BYTES).expect("open store");
         Ok(((TempDir(dir), db), log, sm))
     }
 }

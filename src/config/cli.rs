@@ -36,6 +36,7 @@ pub(crate) const DEFAULT_MAX_SYMBOLS: usize = 50;
 pub(crate) const DEFAULT_API_RATE: u32 = 0;
 pub(crate) const DEFAULT_LOG_LEVEL: &str = "info";
 pub(crate) const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 300;
+pub(crate) const DEFAULT_STORE_CACHE_MB: u64 = raftcast_raft::store::DEFAULT_CACHE_BYTES >> 20;
 pub(crate) const DEFAULT_STATUS_URL: &str = "http://127.0.0.1:5000";
 
 /// Defaults that depend on other options: shown in `--help` and the options table.
@@ -215,6 +216,9 @@ pub struct ServerArgs {
     /// Directory for the node's state (sled), its latest Raft snapshot (`raft/snapshot.current`), generated secrets and Raft log.
     #[arg(long, env = "RAFTCAST_DATA_DIR", default_value = DEFAULT_DATA_DIR, value_name = "DIR", help_heading = H_SERVER)]
     pub data_dir: PathBuf,
+    /// Most MiB of the Raft log and state kept in memory (sled's page cache); the rest is read from disk.
+    #[arg(long, env = "RAFTCAST_STORE_CACHE_MB", default_value_t = DEFAULT_STORE_CACHE_MB, value_name = "MIB", help_heading = H_SERVER)]
+    pub store_cache_mb: u64,
     /// Public HOST:PORT other nodes and the status pages show for this node.
     #[arg(long, env = "RAFTCAST_ADVERTISE_ADDR", value_name = "HOST:PORT", value_parser = parse_host_port, help_heading = H_SERVER)]
     pub advertise_addr: Option<String>,

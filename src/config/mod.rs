@@ -47,6 +47,8 @@ pub struct Config {
     pub port: u16,
     /// State directory (sled, generated secrets).
     pub data_dir: PathBuf,
+    /// Most MiB of the Raft store sled keeps in memory.
+    pub store_cache_mb: u64,
     /// `host:port` other nodes and status pages show for this node.
     pub advertise_addr: String,
     /// This node's id (≥ 1).

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::cli::*;
+
+/// Upper bound of `--store-cache-mb` (1 TiB): beyond it the byte count is not meaningful.
+const MAX_STORE_CACHE_MB: u64 = 1 << 20;
 use super::parse::{self, OriginList};
 use super::{
     parse_invocation_from, process_env, AllowedOrigins, Backend, Config, ConfigError, Invocation,
@@ -65,6 +68,7 @@ impl Config {
             host: args.host,
             port: args.port,
             data_dir: args.data_dir,
+            store_cache_mb: args.store_cache_mb,
             node_id: args.node_id,
             peer_port,
             peers: args.peers.map(|p| p.0).unwrap_or_default(),
@@ -117,6 +121,12 @@ impl Config {
         }
         if self.data_dir.as_os_str().is_empty() {
             return bad("data-dir", "must not be empty".into());
+        }
+        if self.store_cache_mb > MAX_STORE_CACHE_MB {
+            return bad(
+                "store-cache-mb",
+                format!("must be at most {MAX_STORE_CACHE_MB} (1 TiB)"),
+            );
         }
         if self.node_id == 0 {
             return bad("node-id", "node ids start at 1".into());
@@ -224,6 +234,10 @@ impl Config {
             ("subscribe-rate", self.subscribe_rate as usize),
             ("event-rate", self.event_rate as usize),
             ("max-symbols", self.max_symbols),
+            (
+                "store-cache-mb",
+                usize::try_from(self.store_cache_mb).unwrap_or(usize::MAX),
+            ),
         ];
         for (long, n) in positive_counts {
             if n == 0 {
@@ -340,6 +354,7 @@ impl Default for Config {
             host: DEFAULT_HOST.into(),
             port: DEFAULT_PORT,
             data_dir: DEFAULT_DATA_DIR.into(),
+            store_cache_mb: DEFAULT_STORE_CACHE_MB,
             advertise_addr: format!("127.0.0.1:{DEFAULT_PORT}"),
             node_id: DEFAULT_NODE_ID,
             peer_host: DEFAULT_HOST.into(),
@@ -389,6 +404,7 @@ impl fmt::Debug for Config {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("data_dir", &self.data_dir)
+            .field("store_cache_mb", &self.store_cache_mb)
             .field("advertise_addr", &self.advertise_addr)
             .field("node_id", &self.node_id)
             .field("peer_host", &self.peer_host)

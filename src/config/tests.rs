@@ -67,6 +67,7 @@ fn defaults_match_default_impl_and_contract() {
     assert_eq!(c.port, 5000);
     assert_eq!(c.host, "0.0.0.0");
     assert_eq!(c.data_dir, PathBuf::from("./data"));
+    assert_eq!(c.store_cache_mb, 256);
     assert_eq!(c.node_id, 1);
     assert_eq!(c.peer_port, 6000);
     assert_eq!(c.peer_host, "0.0.0.0");
@@ -402,6 +403,20 @@ fn invalid_values_name_the_flag() {
     );
     let msg = err(&["--host", "not a host"], &[]);
     assert!(msg.contains("--host"), "{msg}");
+    let msg = err(&["--store-cache-mb", "0"], &[]);
+    assert!(
+        msg.contains("--store-cache-mb") && msg.contains("at least 1"),
+        "{msg}"
+    );
+    let msg = err(&[], &[("RAFTCAST_STORE_CACHE_MB", "2000000")]);
+    assert!(
+        msg.contains("--store-cache-mb") && msg.contains("at most"),
+        "{msg}"
+    );
+    assert_eq!(
+        ok(&[], &[("RAFTCAST_STORE_CACHE_MB", "64")]).store_cache_mb,
+        64
+    );
     let msg = err(&[], &[("RUST_LOG", "info,=[")]);
     assert!(
         msg.contains("RUST_LOG") && msg.contains("--log-level"),

@@ -130,6 +130,7 @@ pub async fn start(
         fault_injection: config.fault_injection,
         snapshot_every: raftcast_raft::SNAPSHOT_EVERY,
         protocol: raftcast_raft::PEER_PROTOCOL,
+        store_cache_bytes: config.store_cache_mb.saturating_mul(1 << 20),
     };
     let (node, applied) = RaftNode::start(cfg)
         .await

@@ -44,6 +44,8 @@ pub struct RaftConfig {
     /// older one to stand for a node of an older version: it answers so, and proposes only
     /// the command forms every version reads.
     pub protocol: u32,
+    /// Most bytes sled keeps in memory of the log and the state (its page cache).
+    pub store_cache_bytes: u64,
 }
 
 /// The default of [`RaftConfig::snapshot_every`].
@@ -66,6 +68,7 @@ impl Default for RaftConfig {
             fault_injection: false,
             snapshot_every: SNAPSHOT_EVERY,
             protocol: super::versions::PROTOCOL,
+            store_cache_bytes: crate::store::DEFAULT_CACHE_BYTES,
         }
     }
 }

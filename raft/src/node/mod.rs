@@ -194,7 +194,7 @@ impl RaftNode {
     /// channel in log order; keep draining it (apply waits when it is full).
     pub async fn start(cfg: RaftConfig) -> Result<(RaftNode, mpsc::Receiver<Applied>), StartError> {
         let dir = cfg.data_dir.join("raft");
-        let (db, log, sm) = open_with_retry(&dir).await?;
+        let (db, log, sm) = open_with_retry(&dir, cfg.store_cache_bytes).await?;
         log.claim_node_id(cfg.node_id)?;
         let (tx, rx) = mpsc::channel(APPLIED_CAPACITY);
         let per_entry = Arc::new(AtomicBool::new(false));
@@ -490,12 +490,13 @@ fn failure_of(
 
 async fn open_with_retry(
     dir: &std::path::Path,
+    cache_bytes: u64,
 ) -> Result<(sled::Db, store::LogStore, store::SmStore), StartError> {
     // A previous instance in this process may still be releasing the sled lock; any other
     // error will not go away by waiting.
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        match store::open(dir) {
+        match store::open(dir, cache_bytes) {
             Ok(s) => return Ok(s),
             Err(e @ store::StoreError::InUse { .. }) if Instant::now() < deadline => {
                 tracing::debug!(error = %e, "store busy, retrying");

@@ -74,11 +74,18 @@ pub enum StoreError {
     },
 }
 
-/// Open (creating if needed) the sled database in `dir` and the two stores on it.
-pub fn open(dir: &Path) -> Result<(sled::Db, LogStore, SmStore), StoreError> {
+/// The default of [`open`]'s `cache_bytes`: what sled keeps of the log and the state in
+/// memory before it leaves pages to the disk. sled's own default (1 GiB) let a node with a
+/// large history grow past 1 GB of RSS (docs/performance.md, session 17).
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Open (creating if needed) the sled database in `dir` and the two stores on it; sled's
+/// page cache holds at most about `cache_bytes`.
+pub fn open(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, LogStore, SmStore), StoreError> {
     std::fs::create_dir_all(dir)?;
     let db = sled::Config::new()
         .path(dir)
+        .cache_capacity(cache_bytes)
         .open()
         .map_err(|e| in_use(e, dir))?;
     let log = LogStore::new(&db)?;
@@ -184,8 +191,8 @@ mod tests {
     fn a_data_dir_in_use_is_named_in_the_error() {
         let dir =
             std::env::temp_dir().join(format!("raftcast-inuse-{:016x}", rand::random::<u64>()));
-        let first = super::open(&dir).unwrap();
-        let err = match super::open(&dir) {
+        let first = super::open(&dir, super::DEFAULT_CACHE_BYTES).unwrap();
+        let err = match super::open(&dir, super::DEFAULT_CACHE_BYTES) {
             Ok(_) => panic!("a second open of {} succeeded", dir.display()),
             Err(e) => e,
         };
