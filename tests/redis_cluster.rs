@@ -294,3 +294,74 @@ async fn a_socket_closed_right_after_start_is_recoverable_on_the_other_node() {
     let missed = recovered.event("trade:executed", T).await.unwrap();
     assert_eq!(durable_parts(&missed).0, 2, "the missed event: {missed:?}");
 }
+
+/// `POST /api/emit/batch` in Redis mode (one pipelined round trip to Redis for the whole
+/// batch): a client on the other node gets the batch's events in the order given, each room's
+/// offsets count on without gaps in that order, and a volatile event in the batch goes out
+/// without taking an offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_through_one_node_arrives_in_order_on_the_other() {
+    if !require_redis() {
+        return;
+    }
+    let (_redis, a, b) = two_nodes("batch").await;
+    let session = a.session("bo").await;
+    let mut c = Sio::login(b.addr(), &json!({ "sessionId": session }))
+        .await
+        .unwrap();
+    c.emit("subscribe:trades", &[json!({})], Some(1));
+    let sub = c.ack(1, T).await.unwrap();
+    let base = sub[0]["offset"].as_u64().unwrap();
+    // Trades to the user's room, every fourth event to another room, the 20th volatile.
+    let emits: Vec<Value> = (1..=40u64)
+        .map(|n| match n {
+            20 => json!({ "userId": "bo", "event": "trade:executed", "data": { "n": n }, "durable": false }),
+            n if n % 4 == 0 => {
+                json!({ "room": "portfolio:bo", "event": "portfolio:update", "data": { "n": n } })
+            }
+            n => json!({ "userId": "bo", "event": "trade:executed", "data": { "n": n } }),
+        })
+        .collect();
+    let (s, v) = a
+        .api(
+            reqwest::Method::POST,
+            "/api/emit/batch",
+            Some(json!({ "emits": emits })),
+        )
+        .await;
+    assert_eq!(s, 200, "batch: {v}");
+    assert_eq!(
+        (v["ok"].clone(), v["failed"].clone()),
+        (json!(40), json!(0))
+    );
+    let results = v["results"].as_array().expect("results");
+    assert_eq!(results.len(), 40, "{v}");
+    let (mut user, mut portfolio) = (base, 0);
+    let mut want_offsets = Vec::new();
+    for (i, r) in results.iter().enumerate() {
+        let n = i as u64 + 1;
+        let (room, offset) = match n {
+            // A volatile event carries the room's current offset.
+            20 => ("user:bo", user),
+            n if n % 4 == 0 => {
+                portfolio += 1;
+                ("portfolio:bo", portfolio)
+            }
+            _ => {
+                user += 1;
+                want_offsets.push((n, user));
+                ("user:bo", user)
+            }
+        };
+        assert_eq!(r["room"], room, "result {i}: {r}");
+        assert_eq!(r["offset"].as_u64(), Some(offset), "result {i}: {r}");
+    }
+    // The client, on node 2, gets every trade (the volatile one included) in batch order.
+    for n in (1..=40u64).filter(|n| *n == 20 || n % 4 != 0) {
+        let got = c.event("trade:executed", T).await.unwrap();
+        assert_eq!(got[0]["n"], n, "event {n} out of order: {got:?}");
+        if let Some((_, offset)) = want_offsets.iter().find(|(m, _)| *m == n) {
+            assert_eq!(meta(&got).0, *offset, "event {n}: {got:?}");
+        }
+    }
+}

@@ -32,7 +32,8 @@ use serde_json::json;
 use super::local::Retention;
 use super::{
     BackendHealth, ClusterCounts, Delivery, Fanout, FanoutError, History, Membership, Payload,
-    Presence, Published, RecoveredSocket, SessionInfo, SharedFanout, Sink, StoredEvent,
+    Presence, PublishRequest, Published, RecoveredSocket, SessionInfo, SharedFanout, Sink,
+    StoredEvent,
 };
 use crate::config::Config;
 use crate::util::now_unix_ms;
@@ -151,6 +152,58 @@ impl RedisFanout {
     }
 
     /// Maps a Redis failure: unreachable → `NoQuorum` naming Redis, anything else → `Internal`.
+    /// The settings of one publish script call.
+    fn publish_args(&self, room: &str, event: &str, payload: &Payload) -> PublishArgs<'_> {
+        let adapter = match interop::encode(&self.uid, room, event, payload) {
+            Ok(h) => Some((keys::adapter_room_channel(room), h)),
+            Err(e) => {
+                tracing::debug!(room, event, error = %e, "not mirrored to the Node adapter channel");
+                None
+            }
+        };
+        PublishArgs {
+            keys: &self.keys,
+            epoch_candidate: &self.epoch_candidate,
+            history_size: self.retention.history_size,
+            history_ttl_ms: u64::try_from(self.retention.history_ttl.as_millis())
+                .unwrap_or(u64::MAX),
+            adapter,
+        }
+    }
+
+    /// The answer to one publish from what its script call returned: a volatile event
+    /// Redis did not take is still delivered here.
+    fn published(
+        &self,
+        room: &str,
+        event: &str,
+        payload: Payload,
+        durable: bool,
+        r: Result<scripts::Assigned, scripts::ScriptError>,
+    ) -> Result<Published, FanoutError> {
+        match r {
+            Ok(a) => {
+                {
+                    let mut e = self.epoch.lock();
+                    if *e != a.epoch {
+                        e.clone_from(&a.epoch);
+                    }
+                }
+                Ok(Published {
+                    room: room.to_owned(),
+                    offset: a.offset,
+                    epoch: a.epoch,
+                    ts_ms: a.ts_ms,
+                })
+            }
+            Err(e) if !durable => {
+                tracing::warn!(room, event, error = %e, "volatile publish through Redis failed; delivered locally only");
+                Ok(self.deliver_locally(room, event, payload))
+            }
+            Err(e) => Err(self.fail("publish", e)),
+        }
+    }
+
     fn fail(&self, what: &str, e: impl std::fmt::Display) -> FanoutError {
         tracing::error!(operation = what, url = %self.conn.url, error = %e, "Redis operation failed");
         if self.conn.commands_up() {
@@ -258,46 +311,53 @@ impl Fanout for RedisFanout {
             }
             return Ok(self.deliver_locally(room, event, payload));
         }
-        let adapter = match interop::encode(&self.uid, room, event, &payload) {
-            Ok(h) => Some((keys::adapter_room_channel(room), h)),
-            Err(e) => {
-                tracing::debug!(room, event, error = %e, "not mirrored to the Node adapter channel");
-                None
-            }
-        };
-        let args = PublishArgs {
-            keys: &self.keys,
-            epoch_candidate: &self.epoch_candidate,
-            history_size: self.retention.history_size,
-            history_ttl_ms: u64::try_from(self.retention.history_ttl.as_millis())
-                .unwrap_or(u64::MAX),
-            adapter,
-        };
-        match self
+        let args = self.publish_args(room, event, &payload);
+        let r = self
             .scripts
             .publish(&self.conn.client, args, room, event, &payload, durable)
-            .await
-        {
-            Ok(a) => {
-                {
-                    let mut e = self.epoch.lock();
-                    if *e != a.epoch {
-                        e.clone_from(&a.epoch);
-                    }
-                }
-                Ok(Published {
-                    room: room.to_owned(),
-                    offset: a.offset,
-                    epoch: a.epoch,
-                    ts_ms: a.ts_ms,
-                })
+            .await;
+        self.published(room, event, payload, durable, r)
+    }
+
+    /// One pipelined round trip to Redis for the whole batch (see
+    /// [`Scripts::publish_pipelined`]); one at a time while Redis is down, as [`Self::publish`]
+    /// then answers each on its own.
+    async fn publish_many(
+        &self,
+        items: Vec<PublishRequest>,
+    ) -> Vec<Result<Published, FanoutError>> {
+        if items.len() < 2 || !self.conn.commands_up() {
+            let mut out = Vec::with_capacity(items.len());
+            for it in items {
+                out.push(
+                    self.publish(&it.room, &it.event, it.payload, it.durable)
+                        .await,
+                );
             }
-            Err(e) if !durable => {
-                tracing::warn!(room, event, error = %e, "volatile publish through Redis failed; delivered locally only");
-                Ok(self.deliver_locally(room, event, payload))
-            }
-            Err(e) => Err(self.fail("publish", e)),
+            return out;
         }
+        let calls = items
+            .iter()
+            .map(|it| {
+                let args = self.publish_args(&it.room, &it.event, &it.payload);
+                (
+                    args,
+                    it.room.as_str(),
+                    it.event.as_str(),
+                    &it.payload,
+                    it.durable,
+                )
+            })
+            .collect();
+        let answers = self
+            .scripts
+            .publish_pipelined(&self.conn.client, calls)
+            .await;
+        items
+            .into_iter()
+            .zip(answers)
+            .map(|(it, r)| self.published(&it.room, &it.event, it.payload, it.durable, r))
+            .collect()
     }
 
     async fn create_session(

@@ -7,8 +7,8 @@
 //! every subscriber sees. A volatile publish only reads the offset and publishes.
 
 use fred::clients::Client;
-use fred::interfaces::LuaInterface;
-use fred::types::Value;
+use fred::interfaces::{ClientLike, LuaInterface};
+use fred::types::{ClusterHash, CustomCommand, Value};
 use parking_lot::Mutex;
 
 use super::super::{Payload, StoredEvent};
@@ -24,6 +24,8 @@ pub enum ScriptError {
     Redis(#[from] fred::error::Error),
     #[error("unexpected reply from a script: {0}")]
     Reply(&'static str),
+    #[error("could not queue a pipelined command: {0}")]
+    Queue(String),
 }
 
 const EPOCH: &str = r"
@@ -164,6 +166,60 @@ impl Scripts {
         payload: &Payload,
         durable: bool,
     ) -> Result<Assigned, ScriptError> {
+        let (lua, keys, args) = self.publish_call(a, room, event, payload, durable);
+        assigned(lua.call(client, keys, args).await?)
+    }
+
+    /// Publishes several events in one round trip: a pipeline of `EVAL`s on the one
+    /// connection, which Redis runs in the order sent (so each room's offsets follow the
+    /// order given). `EVAL` with the source rather than `EVALSHA`: a pipeline cannot reload
+    /// a script half-way, and a script cache flushed (or refilled by another node) between
+    /// two of its commands would fail some of them out of order. One answer per item.
+    pub async fn publish_pipelined(
+        &self,
+        client: &Client,
+        items: Vec<(PublishArgs<'_>, &str, &str, &Payload, bool)>,
+    ) -> Vec<Result<Assigned, ScriptError>> {
+        let n = items.len();
+        let pipe = client.pipeline();
+        for (a, room, event, payload, durable) in items {
+            let (lua, keys, args) = self.publish_call(a, room, event, payload, durable);
+            let mut line: Vec<Value> = Vec::with_capacity(2 + keys.len() + args.len());
+            line.push(lua.src.as_str().into());
+            line.push(Value::Integer(
+                i64::try_from(keys.len()).unwrap_or(i64::MAX),
+            ));
+            line.extend(keys.into_iter().map(Value::from));
+            line.extend(args);
+            let eval = CustomCommand::new_static("EVAL", ClusterHash::FirstKey, false);
+            if let Err(e) = pipe.custom::<(), Value>(eval, line).await {
+                // Only queued so far: nothing has been sent, so nothing is written.
+                let msg = e.to_string();
+                return (0..n)
+                    .map(|_| Err(ScriptError::Queue(msg.clone())))
+                    .collect();
+            }
+        }
+        let mut out: Vec<Result<Assigned, ScriptError>> = pipe
+            .try_all::<Value>()
+            .await
+            .into_iter()
+            .map(|r| r.map_err(ScriptError::from).and_then(assigned))
+            .collect();
+        // A pipeline answers once per command; should it not, the missing ones are unknown.
+        out.resize_with(n, || Err(ScriptError::Reply("no answer in the pipeline")));
+        out
+    }
+
+    /// The script, keys and arguments of one publish.
+    fn publish_call(
+        &self,
+        a: PublishArgs<'_>,
+        room: &str,
+        event: &str,
+        payload: &Payload,
+        durable: bool,
+    ) -> (&Lua, Vec<String>, Vec<Value>) {
         let body = wire::encode_body(room, event, payload);
         let (channel, pre, post) = match a.adapter {
             Some((c, h)) => (c, h.pre, h.post),
@@ -180,29 +236,18 @@ impl Scripts {
             Value::Bytes(post.into()),
             room.into(),
         ];
-        let reply = if durable {
+        if durable {
             let keys = vec![
                 a.keys.epoch(),
                 a.keys.seq(),
                 a.keys.room_offset(room),
                 a.keys.room_history(room),
             ];
-            self.durable.call(client, keys, args).await?
+            (&self.durable, keys, args)
         } else {
             let keys = vec![a.keys.epoch(), a.keys.room_offset(room)];
-            self.volatile.call(client, keys, args).await?
-        };
-        let Value::Array(items) = reply else {
-            return Err(ScriptError::Reply("not an array"));
-        };
-        let [offset, index, ts, epoch] =
-            <[Value; 4]>::try_from(items).map_err(|_| ScriptError::Reply("expected 4 items"))?;
-        Ok(Assigned {
-            offset: offset.as_u64().ok_or(ScriptError::Reply("offset"))?,
-            index: index.as_u64().ok_or(ScriptError::Reply("index"))?,
-            ts_ms: ts.as_u64().ok_or(ScriptError::Reply("ts"))?,
-            epoch: epoch.as_string().ok_or(ScriptError::Reply("epoch"))?,
-        })
+            (&self.volatile, keys, args)
+        }
     }
 
     /// Reads a room's epoch, offset and retained history in one step.
@@ -236,6 +281,21 @@ impl Scripts {
             events: parse_entries(entries),
         })
     }
+}
+
+/// What a publish script's reply says.
+fn assigned(reply: Value) -> Result<Assigned, ScriptError> {
+    let Value::Array(items) = reply else {
+        return Err(ScriptError::Reply("not an array"));
+    };
+    let [offset, index, ts, epoch] =
+        <[Value; 4]>::try_from(items).map_err(|_| ScriptError::Reply("expected 4 items"))?;
+    Ok(Assigned {
+        offset: offset.as_u64().ok_or(ScriptError::Reply("offset"))?,
+        index: index.as_u64().ok_or(ScriptError::Reply("index"))?,
+        ts_ms: ts.as_u64().ok_or(ScriptError::Reply("ts"))?,
+        epoch: epoch.as_string().ok_or(ScriptError::Reply("epoch"))?,
+    })
 }
 
 /// Parses `XRANGE` entries written by the durable script (skipping any that are not).
