@@ -291,5 +291,6 @@ proptest! {
         let argv = vec!["raftcast".to_owned(), "--config".to_owned(), path.display().to_string()];
         let _ = raftcast::config::Config::load_from(argv, &HashMap::new());
         let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir(&dir);
     }
 }

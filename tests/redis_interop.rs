@@ -121,6 +121,9 @@ impl Drop for NodeServer {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(dir) = self.log.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

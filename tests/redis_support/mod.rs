@@ -140,6 +140,8 @@ pub struct RcNode {
     pub id: u64,
     pub port: u16,
     pub log: PathBuf,
+    /// The node's temp dir (data and log), removed when the node is dropped.
+    dir: PathBuf,
     child: Option<Child>,
 }
 
@@ -198,6 +200,7 @@ impl RcNode {
             id,
             port,
             log,
+            dir,
             child: Some(child),
         }
     }
@@ -282,6 +285,7 @@ impl Drop for RcNode {
             dump(&self.log);
         }
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
