@@ -18,6 +18,7 @@ mod log;
 mod recent;
 mod redo;
 mod sm;
+mod snapdump;
 mod snapfile;
 
 use std::fmt::Display;

@@ -19,9 +19,10 @@ use tokio::sync::{mpsc, OwnedRwLockReadGuard, RwLock};
 
 use super::capture::{Capture, Captures};
 use super::redo;
+use super::snapdump::dump_and_encode;
 use super::snapfile::{SnapDir, SnapshotFile};
 use super::{read_err, write_err, SledKv, StoreError};
-use crate::state::keys::{dec, enc, get, is_legacy, meta, put, LEGACY};
+use crate::state::keys::{dec, get, is_legacy, meta, put, LEGACY};
 use crate::state::kv::{Changes, Overlay};
 use crate::state::{self, apply_entry, Dedup};
 use crate::types::{Applied, EntryResponse, NodeId, NodeInfo, TypeConfig};
@@ -305,35 +306,6 @@ pub struct SnapBuilder {
     guard: Option<OwnedRwLockReadGuard<()>>,
     applied: Applied2,
     seq: u64,
-}
-
-/// Read the whole tree, correct it to the capture's start and encode it as the
-/// key-value pairs (byte strings) that `restore` reads. Blocking: run off the async runtime.
-fn dump_and_encode(
-    tree: &sled::Tree,
-    capture: Capture,
-    applied: Option<LogId<NodeId>>,
-) -> Result<(Vec<u8>, u128, u128), StorageError<NodeId>> {
-    let t0 = std::time::Instant::now();
-    let dump: Vec<(sled::IVec, sled::IVec)> =
-        tree.iter().collect::<Result<_, _>>().map_err(read_err)?;
-    let pairs = capture.finish(dump);
-    let dump_ms = t0.elapsed().as_millis();
-    // The corrected dump must be the state at the capture's start: its applied log id says
-    // so (anything else is a bug in the capture; no wrong snapshot is written).
-    let key = meta(state::meta::APPLIED);
-    let seen: Option<Option<LogId<NodeId>>> = match pairs.iter().find(|(k, _)| k[..] == key[..]) {
-        Some((_, v)) => Some(dec(v).map_err(read_err)?),
-        None => None,
-    };
-    if seen.flatten() != applied {
-        return Err(write_err(format!(
-            "snapshot dump is not the state at {applied:?} (it says {seen:?})"
-        )));
-    }
-    let view: Vec<(&[u8], &[u8])> = pairs.iter().map(|(k, v)| (&k[..], &v[..])).collect();
-    let data = enc(&view).map_err(write_err)?;
-    Ok((data, dump_ms, t0.elapsed().as_millis() - dump_ms))
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapBuilder {

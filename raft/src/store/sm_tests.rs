@@ -1,6 +1,7 @@
 //! Tests of the state machine store: snapshots beside applies, crash redo, older layouts.
 #![allow(clippy::unwrap_used)]
 use super::*;
+use crate::state::keys::enc;
 use crate::state::kv::Pair;
 use openraft::{CommittedLeaderId, LogId};
 
