@@ -19,18 +19,19 @@ use tokio::sync::{mpsc, OwnedRwLockReadGuard, RwLock};
 
 use super::capture::{Capture, Captures};
 use super::redo;
-use super::snapdump::dump_and_encode;
+use super::snapdump::{dump_and_encode, for_each_pair};
 use super::snapfile::{SnapDir, SnapshotFile};
 use super::{read_err, write_err, SledKv, StoreError};
 use crate::state::keys::{dec, get, is_legacy, meta, put, LEGACY};
 use crate::state::kv::{Changes, Overlay};
 use crate::state::{self, apply_entry, Dedup};
 use crate::types::{Applied, EntryResponse, NodeId, NodeInfo, TypeConfig};
-use serde_bytes::ByteBuf;
 
 /// Where older versions kept the snapshot itself (moved to the file at open).
 const CURRENT: &[u8] = b"current";
 const INSTALLING: &[u8] = b"installing";
+/// Pairs written per sled batch when a snapshot is restored.
+const RESTORE_BATCH: usize = 10_000;
 
 /// The snapshot file, written off the async runtime.
 #[derive(Clone)]
@@ -219,13 +220,24 @@ impl SmStore {
 /// Replaces the tree with a snapshot's pairs (without the records of an older layout, which
 /// a snapshot made by an older version holds).
 fn restore(tree: &sled::Tree, data: &[u8]) -> Result<(), StoreError> {
-    // Decoded as byte strings, not sequences of u8 (the same bytes, a tenth of the CPU).
-    let pairs: Vec<(ByteBuf, ByteBuf)> = dec(data)?;
     tree.clear()?;
+    // Decoded pair by pair and written in batches: the install holds the snapshot's bytes and
+    // one batch, not a decoded copy of the whole state. Whole across a crash all the same:
+    // the install's marker makes the next open restore it again from the snapshot file.
     let mut batch = sled::Batch::default();
-    for (k, v) in pairs.into_iter().filter(|(k, _)| !is_legacy(k)) {
-        batch.insert(k.into_vec(), v.into_vec());
-    }
+    let mut in_batch = 0usize;
+    for_each_pair(data, |k, v| {
+        if is_legacy(k) {
+            return Ok(());
+        }
+        batch.insert(k, v);
+        in_batch += 1;
+        if in_batch == RESTORE_BATCH {
+            tree.apply_batch(std::mem::take(&mut batch))?;
+            in_batch = 0;
+        }
+        Ok(())
+    })?;
     tree.apply_batch(batch)?;
     convert_older_sockets(&SledKv(tree.clone()))?;
     Ok(())

@@ -355,3 +355,21 @@ async fn events_of_entries_applied_before_the_switch_are_dropped_not_waited_for(
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_restore_larger_than_one_batch_writes_every_pair_and_nothing_else() {
+    use crate::store::snapdump::PairsEncoder;
+    let db = sled::Config::new().temporary(true).open().unwrap();
+    let tree = db.open_tree("sm").unwrap();
+    tree.insert(b"stale", b"gone after the restore").unwrap();
+    let n = RESTORE_BATCH * 2 + 7;
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..n as u64)
+        .map(|i| (format!("k{i:08}").into_bytes(), i.to_le_bytes().to_vec()))
+        .collect();
+    let mut e = PairsEncoder::new();
+    for (k, v) in &pairs {
+        e.push(k, v).unwrap();
+    }
+    restore(&tree, &e.finish().unwrap()).unwrap();
+    assert!(state_of(&SledKv(tree)) == pairs, "{n} pairs restored");
+}

@@ -1,4 +1,4 @@
-//! A snapshot's bytes, encoded as the state tree is read.
+//! A snapshot's bytes, encoded as the state tree is read and decoded pair by pair.
 //!
 //! The snapshot is the state's key-value pairs in key order, encoded as `restore` reads them
 //! (bincode's standard configuration: a varint count, then each pair as two length-prefixed
@@ -10,7 +10,7 @@
 use openraft::{LogId, StorageError};
 
 use super::capture::Capture;
-use super::{read_err, write_err};
+use super::{read_err, write_err, StoreError};
 use crate::state::keys::{dec, meta};
 use crate::state::{self, StateError};
 use crate::types::NodeId;
@@ -58,6 +58,55 @@ impl PairsEncoder {
         self.buf.drain(..start);
         Ok(self.buf)
     }
+}
+
+/// Hands `f` each pair of a snapshot's bytes, in order, as slices of `data` (nothing is
+/// copied). Errors on bytes that are not exactly such a sequence.
+pub(crate) fn for_each_pair(
+    data: &[u8],
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let (count, mut at) = varint(data, 0)?;
+    for _ in 0..count {
+        let (k, next) = bytes(data, at)?;
+        let (v, next) = bytes(data, next)?;
+        f(k, v)?;
+        at = next;
+    }
+    if at != data.len() {
+        return Err(corrupt(format!(
+            "{} bytes after its {count} pairs",
+            data.len() - at
+        )));
+    }
+    Ok(())
+}
+
+/// The varint at `at` and where what follows it starts.
+fn varint(data: &[u8], at: usize) -> Result<(u64, usize), StoreError> {
+    let rest = data.get(at..).unwrap_or_default();
+    let (n, used): (u64, usize) = bincode::decode_from_slice(rest, CONFIG)
+        .map_err(|e| corrupt(format!("a length at byte {at}: {e}")))?;
+    Ok((n, at + used))
+}
+
+/// The length-prefixed byte string at `at` and where what follows it starts.
+fn bytes(data: &[u8], at: usize) -> Result<(&[u8], usize), StoreError> {
+    let (len, start) = varint(data, at)?;
+    let end = usize::try_from(len)
+        .ok()
+        .and_then(|l| start.checked_add(l))
+        .filter(|end| *end <= data.len())
+        .ok_or_else(|| {
+            corrupt(format!(
+                "a string of {len} bytes at byte {start} runs past the end"
+            ))
+        })?;
+    Ok((&data[start..end], end))
+}
+
+fn corrupt(what: String) -> StoreError {
+    StoreError::State(StateError::Decode(format!("snapshot: {what}")))
 }
 
 /// Read the whole tree through `capture` (the state as of its start) and encode it as the
@@ -152,11 +201,32 @@ mod tests {
                 e.push(k, v).unwrap();
             }
             let view: Vec<(&[u8], &[u8])> = all.iter().map(|(k, v)| (&k[..], &v[..])).collect();
-            assert_eq!(
-                e.finish().unwrap(),
-                enc(&view).unwrap(),
-                "{n} pairs of {size} B"
-            );
+            let bytes = e.finish().unwrap();
+            assert_eq!(bytes, enc(&view).unwrap(), "{n} pairs of {size} B");
+            let mut back = Vec::new();
+            for_each_pair(&bytes, |k, v| {
+                back.push((k.to_vec(), v.to_vec()));
+                Ok(())
+            })
+            .unwrap();
+            assert!(back == all, "{n} pairs of {size} B decoded pair by pair");
         }
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_whole_sequence_of_pairs_are_refused() {
+        let mut e = PairsEncoder::new();
+        e.push(b"key", b"value").unwrap();
+        let good = e.finish().unwrap();
+        let ok = |d: &[u8]| for_each_pair(d, |_, _| Ok(())).is_ok();
+        assert!(ok(&good));
+        for cut in 0..good.len() {
+            assert!(!ok(&good[..cut]), "cut at {cut}");
+        }
+        let mut longer = good.clone();
+        longer.push(0);
+        assert!(!ok(&longer));
+        // One pair whose key claims far more bytes than there are.
+        assert!(!ok(&[1, 253, 255, 255, 255, 255, 255, 255, 255, 127]));
     }
 }
