@@ -3,9 +3,10 @@
 //! The snapshot is the state's key-value pairs in key order, encoded as `restore` reads them
 //! (bincode's standard configuration: a varint count, then each pair as two length-prefixed
 //! byte strings). Each pair is encoded as soon as the capture's dump hands it over, so a
-//! snapshot holds the encoded state once; it used to collect every pair first and encode the
-//! collection, which held the state twice (and kept every page of it in memory whatever
-//! sled's cache size), about twice the state's size at every snapshot.
+//! build holds the encoded state once; it used to collect every pair first (which also kept
+//! every page of the tree in memory, whatever sled's cache size) and then encode the
+//! collection. An install reads the pairs back as slices of the snapshot's bytes
+//! ([`for_each_pair`]) instead of decoding a copy of them all.
 
 use openraft::{LogId, StorageError};
 
