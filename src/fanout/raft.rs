@@ -135,7 +135,7 @@ pub async fn start(
     let (node, applied) = RaftNode::start(cfg)
         .await
         .map_err(|e| RaftStartError::Start(e.to_string()))?;
-    tracing::info!(node_id = config.node_id, peer = %peer_listen, peers = config.peers.len(), "raft node started");
+    tracing::info!(node_id = config.node_id, peer = %peer_listen, peers = config.peers.len(), store_cache_mb = config.store_cache_mb, "raft node started");
     let (tx, rx) = mpsc::unbounded_channel();
     let (sink_tx, sink_rx) = oneshot::channel::<Arc<dyn Sink>>();
     let f = Arc::new(RaftFanout {
