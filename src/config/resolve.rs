@@ -7,13 +7,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::cli::*;
-
-/// Upper bound of `--store-cache-mb` (1 TiB): beyond it the byte count is not meaningful.
-const MAX_STORE_CACHE_MB: u64 = 1 << 20;
 use super::parse::{self, OriginList};
 use super::{
     parse_invocation_from, process_env, AllowedOrigins, Backend, Config, ConfigError, Invocation,
 };
+
+/// Upper bound of `--store-cache-mb` (1 TiB): beyond it the byte count is not meaningful.
+const MAX_STORE_CACHE_MB: u64 = 1 << 20;
 
 impl Config {
     /// Loads the server configuration from `std::env::args` and the process environment.

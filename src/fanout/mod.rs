@@ -174,6 +174,19 @@ pub trait Sink: Send + Sync + 'static {
     fn session_revoked(&self, session_id: &str, user_id: &str);
 }
 
+/// [`Fanout::publish_many`] one event at a time, in order: the default, and what a backend
+/// that overrides it falls back to.
+pub(crate) async fn publish_one_by_one<F: Fanout + ?Sized>(
+    f: &F,
+    items: Vec<PublishRequest>,
+) -> Vec<Result<Published, FanoutError>> {
+    let mut out = Vec::with_capacity(items.len());
+    for it in items {
+        out.push(f.publish(&it.room, &it.event, it.payload, it.durable).await);
+    }
+    out
+}
+
 /// A fan-out backend.
 #[async_trait]
 pub trait Fanout: Send + Sync + 'static {
@@ -214,14 +227,7 @@ pub trait Fanout: Send + Sync + 'static {
         &self,
         items: Vec<PublishRequest>,
     ) -> Vec<Result<Published, FanoutError>> {
-        let mut out = Vec::with_capacity(items.len());
-        for it in items {
-            out.push(
-                self.publish(&it.room, &it.event, it.payload, it.durable)
-                    .await,
-            );
-        }
-        out
+        publish_one_by_one(self, items).await
     }
 
     async fn create_session(

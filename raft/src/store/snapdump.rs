@@ -111,27 +111,23 @@ fn corrupt(what: String) -> StoreError {
 }
 
 /// Read the whole tree through `capture` (the state as of its start) and encode it as the
-/// key-value pairs that `restore` reads; also the time the read and the encoding took, in
-/// ms (one pass: the encoding is timed inside the read). Blocking: run off the async runtime.
+/// key-value pairs that `restore` reads; also how long that took, in ms (the read and the
+/// encoding are one pass). Blocking: run off the async runtime.
 pub(crate) fn dump_and_encode(
     tree: &sled::Tree,
     capture: Capture,
     applied: Option<LogId<NodeId>>,
-) -> Result<(Vec<u8>, u128, u128), StorageError<NodeId>> {
+) -> Result<(Vec<u8>, u128), StorageError<NodeId>> {
     let t0 = std::time::Instant::now();
     let key = meta(state::meta::APPLIED);
     let mut seen: Option<Vec<u8>> = None;
     let mut out = PairsEncoder::new();
-    let mut encode_ns: u128 = 0;
     capture
         .dump::<DumpError>(tree, |k, v| {
             if k == key.as_slice() {
                 seen = Some(v.to_vec());
             }
-            let t = std::time::Instant::now();
-            out.push(k, v)?;
-            encode_ns += t.elapsed().as_nanos();
-            Ok(())
+            Ok(out.push(k, v)?)
         })
         .map_err(|e| match e {
             DumpError::Read(e) => read_err(e),
@@ -148,14 +144,8 @@ pub(crate) fn dump_and_encode(
             "snapshot dump is not the state at {applied:?} (it says {seen:?})"
         )));
     }
-    let t = std::time::Instant::now();
     let data = out.finish().map_err(write_err)?;
-    let encode_ms = (encode_ns + t.elapsed().as_nanos()) / 1_000_000;
-    Ok((
-        data,
-        t0.elapsed().as_millis().saturating_sub(encode_ms),
-        encode_ms,
-    ))
+    Ok((data, t0.elapsed().as_millis()))
 }
 
 /// Why a dump stopped.

@@ -151,7 +151,6 @@ impl RedisFanout {
         Ok(())
     }
 
-    /// Maps a Redis failure: unreachable → `NoQuorum` naming Redis, anything else → `Internal`.
     /// The settings of one publish script call.
     fn publish_args(&self, room: &str, event: &str, payload: &Payload) -> PublishArgs<'_> {
         let adapter = match interop::encode(&self.uid, room, event, payload) {
@@ -204,6 +203,7 @@ impl RedisFanout {
         }
     }
 
+    /// Maps a Redis failure: unreachable → `NoQuorum` naming Redis, anything else → `Internal`.
     fn fail(&self, what: &str, e: impl std::fmt::Display) -> FanoutError {
         tracing::error!(operation = what, url = %self.conn.url, error = %e, "Redis operation failed");
         if self.conn.commands_up() {
@@ -327,14 +327,7 @@ impl Fanout for RedisFanout {
         items: Vec<PublishRequest>,
     ) -> Vec<Result<Published, FanoutError>> {
         if items.len() < 2 || !self.conn.commands_up() {
-            let mut out = Vec::with_capacity(items.len());
-            for it in items {
-                out.push(
-                    self.publish(&it.room, &it.event, it.payload, it.durable)
-                        .await,
-                );
-            }
-            return out;
+            return super::publish_one_by_one(self, items).await;
         }
         let calls = items
             .iter()
