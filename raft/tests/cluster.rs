@@ -415,6 +415,72 @@ async fn members_snapshot_at_different_indexes() {
     }
 }
 
+/// A snapshot rewrites the whole state: a node whose state is large next to its log entries
+/// (a long history, small events) skips due indexes until the log written since its last
+/// snapshot is half the state, or 16 intervals have passed (`node/snapshots.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_state_is_snapshotted_less_often() {
+    init_tracing();
+    let dir = tempdir("defer");
+    let ports = BTreeMap::from([(1, free_port())]);
+    let mut c = cfg(1, &ports, &dir, "s3cret");
+    c.snapshot_every = 60;
+    let (n, _log) = start(c).await;
+    assert!(n.wait_ready(Duration::from_secs(20)).await, "ready");
+    let snapshot = || n.raft().metrics().borrow().snapshot.map_or(0, |l| l.index);
+    let applied = || {
+        n.raft()
+            .metrics()
+            .borrow()
+            .last_applied
+            .map_or(0, |l| l.index)
+    };
+    let mut small = 0u32;
+    let mut propose_small = || {
+        small += 1;
+        n.propose(publish("small", small))
+    };
+    // 6 MiB of history (96 events of 64 KiB in 12 rooms), then small events until a
+    // snapshot holds it all.
+    for i in 0..96u32 {
+        let mut cmd = publish(&format!("big{}", i % 12), i);
+        if let Command::Publish { payload, .. } = &mut cmd {
+            *payload = vec![i as u8; 64 << 10];
+        }
+        n.propose(cmd).await.expect("propose a large event");
+    }
+    let big_last = applied();
+    let bound = 16 * 60 + 120;
+    while snapshot() < big_last {
+        assert!(
+            applied() < big_last + bound,
+            "no snapshot of the large state within {bound} entries"
+        );
+        propose_small().await.expect("propose");
+    }
+    let s = snapshot();
+    // 300 small entries (about 50 KB of log) are not worth rewriting 6 MiB for.
+    while applied() < s + 300 {
+        propose_small().await.expect("propose");
+    }
+    assert_eq!(
+        snapshot(),
+        s,
+        "snapshotted again after {} small entries",
+        applied() - s
+    );
+    // But the log does not grow without bound: a snapshot within 16 intervals.
+    while snapshot() == s {
+        assert!(
+            applied() < s + bound,
+            "no snapshot within {bound} entries of the last"
+        );
+        propose_small().await.expect("propose");
+    }
+    assert!(snapshot() >= s + 15 * 60, "{} after {s}", snapshot());
+    n.shutdown().await;
+}
+
 /// Every member of a cluster of this version answers the protocol question, so the nodes
 /// propose the commands that name a socket's user, and those reach every node's state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,7 +38,8 @@ pub struct RaftConfig {
     /// Enables [`crate::FaultSwitch`].
     pub fault_injection: bool,
     /// Applied entries between two snapshots of this node (the log is purged up to 1,000
-    /// entries before each). Members snapshot at different indexes (`node/snapshots.rs`).
+    /// entries before each). Members snapshot at different indexes, and a node with a large
+    /// state skips up to 15 intervals while its log is small next to it (`node/snapshots.rs`).
     pub snapshot_every: u64,
     /// The peer protocol this node says it speaks ([`crate::PEER_PROTOCOL`]). Tests set an
     /// older one to stand for a node of an older version: it answers so, and proposes only

@@ -55,6 +55,10 @@ pub(crate) struct Core {
     pub fast_elections: AtomicU64,
     /// Which commands every member reads (see `versions`).
     pub versions: versions::Versions,
+    /// Encoded log bytes appended since the store was opened (see `snapshots`).
+    pub logged_bytes: Arc<AtomicU64>,
+    /// Bytes of this node's current snapshot (see `snapshots`).
+    pub snapshot_bytes: Arc<AtomicU64>,
 }
 
 impl Core {
@@ -203,6 +207,7 @@ impl RaftNode {
         let reader = StateReader(sm.kv());
         let committed = log.committed_index();
         let recent = log.recent();
+        let (logged_bytes, snapshot_bytes) = (log.logged_bytes(), sm.snapshot_bytes());
 
         let listener =
             TcpListener::bind(cfg.peer_listen)
@@ -254,6 +259,8 @@ impl RaftNode {
             batch_commands: AtomicU64::new(0),
             fast_elections: AtomicU64::new(0),
             versions: versions::Versions::new(cfg_protocol, per_entry),
+            logged_bytes,
+            snapshot_bytes,
         });
         tokio::spawn(recent.expire_loop(stop_rx.clone()));
         tokio::spawn(crate::network::serve(listener, net, core.clone(), stop_rx));

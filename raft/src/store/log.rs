@@ -39,6 +39,9 @@ pub struct LogStore {
     flusher: GroupFlush,
     /// The last entries appended, decoded (replication and apply read them from here).
     recent: Arc<Recent>,
+    /// Encoded bytes of every entry appended since the store was opened (the snapshot
+    /// schedule weighs the log written since a snapshot against the state's size).
+    logged: Arc<AtomicU64>,
 }
 
 impl LogStore {
@@ -57,6 +60,7 @@ impl LogStore {
             committed: Arc::new(AtomicU64::new(committed)),
             flusher: GroupFlush::start(db.clone())?,
             recent: Arc::new(Recent::default()),
+            logged: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -88,6 +92,11 @@ impl LogStore {
     /// The recent entries kept decoded (their expiry runs beside the node).
     pub(crate) fn recent(&self) -> Arc<Recent> {
         self.recent.clone()
+    }
+
+    /// Shared count of the encoded bytes appended since the store was opened.
+    pub(crate) fn logged_bytes(&self) -> Arc<AtomicU64> {
+        self.logged.clone()
     }
 
     /// Shared view of the committed index (updated when openraft saves it).
@@ -244,6 +253,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 self.log
                     .insert(e.log_id.index.to_be_bytes(), v)
                     .map_err(write_err)?;
+                self.logged.fetch_add(size as u64, Ordering::Relaxed);
                 self.recent.appended(e, size);
             }
             // Several: one atomic batch, so a crash never leaves a hole in the log.
@@ -258,6 +268,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
                 self.log.apply_batch(batch).map_err(write_err)?;
                 for (size, e) in written {
+                    self.logged.fetch_add(size as u64, Ordering::Relaxed);
                     self.recent.appended(e, size);
                 }
             }

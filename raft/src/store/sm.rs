@@ -7,7 +7,7 @@
 
 use std::io::Cursor;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use openraft::storage::RaftStateMachine;
@@ -65,6 +65,8 @@ pub struct SmStore {
     dedup: Dedup,
     /// Whether every member reads the per-entry layout of those results (the version gate).
     per_entry: Arc<AtomicBool>,
+    /// Bytes of this node's current snapshot (built or installed; 0 without one).
+    snapshot_bytes: Arc<AtomicU64>,
 }
 
 impl SmStore {
@@ -111,6 +113,7 @@ impl SmStore {
             db.flush()?;
         }
         let dedup = Dedup::load(&kv)?;
+        let snapshot_bytes = Arc::new(AtomicU64::new(files.0.size()?));
         Ok(SmStore {
             db: db.clone(),
             kv,
@@ -123,7 +126,13 @@ impl SmStore {
             dump_lock: Arc::new(RwLock::new(())),
             dedup,
             per_entry: Arc::new(AtomicBool::new(false)),
+            snapshot_bytes,
         })
+    }
+
+    /// Shared view of the size of this node's current snapshot, in bytes.
+    pub(crate) fn snapshot_bytes(&self) -> Arc<AtomicU64> {
+        self.snapshot_bytes.clone()
     }
 
     /// Write the per-entry layout of the results kept for retries while `flag` is set (by
@@ -318,6 +327,7 @@ pub struct SnapBuilder {
     guard: Option<OwnedRwLockReadGuard<()>>,
     applied: Applied2,
     seq: u64,
+    snapshot_bytes: Arc<AtomicU64>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapBuilder {
@@ -350,6 +360,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapBuilder {
         // purges the log the snapshot covers (they are not flushed on every apply).
         let write_ms = t0.elapsed().as_millis().saturating_sub(dump_ms);
         self.db.flush_async().await.map_err(write_err)?;
+        self.snapshot_bytes
+            .store(file.data.len() as u64, Ordering::Relaxed);
         tracing::info!(
             id = %file.meta.snapshot_id,
             bytes = file.data.len(),
@@ -401,6 +413,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             guard: Some(guard),
             applied,
             seq: self.snap_seq,
+            snapshot_bytes: self.snapshot_bytes.clone(),
         }
     }
 
@@ -444,6 +457,8 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             .map_err(write_err)?;
         self.snap.remove(INSTALLING).map_err(write_err)?;
         self.db.flush_async().await.map_err(write_err)?;
+        self.snapshot_bytes
+            .store(file.data.len() as u64, Ordering::Relaxed);
         tracing::info!(id = %meta_in.snapshot_id, "snapshot installed");
         self.emit(vec![Applied::SnapshotInstalled]).await;
         Ok(())

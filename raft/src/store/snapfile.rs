@@ -48,6 +48,15 @@ impl SnapDir {
         self.dir.join("snapshot.current")
     }
 
+    /// Bytes of the current snapshot's file (0 without one): about its state's size.
+    pub(crate) fn size(&self) -> Result<u64, StoreError> {
+        match std::fs::metadata(self.current()) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The current snapshot, if one was written.
     pub(crate) fn read(&self) -> Result<Option<SnapshotFile>, StoreError> {
         let f = match std::fs::File::open(self.current()) {
