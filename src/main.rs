@@ -65,6 +65,11 @@ fn main() -> std::process::ExitCode {
     let arenas = raftcast::malloc::tune();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // sled frees what it replaced (pages, sealed log buffers) through crossbeam-epoch,
+        // deferred in a bag of the thread that replaced it; handing that bag on whenever a
+        // worker goes idle took ~1.3 KB off each idle connection in the M1 benchmark
+        // (docs/performance.md, session 18).
+        .on_thread_park(raftcast_raft::store::release_deferred)
         .build()
     {
         Ok(rt) => rt,

@@ -49,6 +49,8 @@ fn run(db: &sled::Db, rx: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
                 for cb in waiting {
                     cb.log_io_completed(Ok(()));
                 }
+                // The flush sealed sled's buffer on this thread; free what that replaced.
+                super::release_deferred();
             }
             Err(e) => {
                 let msg = e.to_string();
