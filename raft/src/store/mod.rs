@@ -97,8 +97,8 @@ pub fn open(dir: &Path, cache_bytes: u64) -> Result<(sled::Db, LogStore, SmStore
 /// Hands what sled deferred on this thread to crossbeam-epoch's global queue and collects
 /// what is safe to free (among it the I/O buffers of sealed log segments, 512 KiB each),
 /// instead of leaving it in the thread's local bag until 64 more deferrals fill it. Cheap
-/// (no measurable CPU when called on every tokio worker park, session 18); a no-op for a
-/// process that never touched sled.
+/// (no measurable CPU when called on every tokio worker park, session 18); in a process
+/// that never used sled it only registers the thread with crossbeam's collector, once.
 pub fn release_deferred() {
     sled::crossbeam_pin().flush();
 }
