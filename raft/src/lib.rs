@@ -4,7 +4,8 @@
 //! The crate knows nothing of Socket.IO or HTTP. It offers:
 //! - [`RaftNode::propose`]: propose a [`Command`] from any node, get its [`Response`];
 //! - [`RaftNode::state`]: local reads of the applied state ([`StateReader`]);
-//! - the [`Applied`] stream returned by [`RaftNode::start`], in log order.
+//! - the [`Applied`] events in log order: the stream returned by [`RaftNode::start`], or an
+//!   [`AppliedHandler`] given to [`RaftNode::start_with_handler`].
 //!
 //! Known limits:
 //! - openraft 0.9.25 has no leadership transfer: [`RaftNode::shutdown`] on the leader stops
@@ -27,6 +28,8 @@ pub mod store;
 pub use error::{ProposeError, StartError};
 pub use network::FaultSwitch;
 mod batch;
+mod events;
+pub use events::AppliedHandler;
 mod node;
 mod reader;
 

@@ -8,6 +8,7 @@
 pub mod local;
 pub mod payload;
 pub mod raft;
+mod raft_applied;
 pub mod redis;
 
 use std::collections::BTreeMap;

@@ -5,21 +5,19 @@
 //! one number `index << 16 | pos` that serves as the broadcast sequence and as the offset
 //! Socket.IO's connection state recovery carries.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parking_lot::Mutex;
-use raftcast_raft::{Applied, Command, ProposeError, RaftConfig, RaftNode, Response, Role};
+use raftcast_raft::{Command, ProposeError, RaftConfig, RaftNode, Response, Role};
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::mpsc;
 
 use super::local::Retention;
+use super::raft_applied::Deliverer;
 use super::{
-    BackendHealth, ClusterCounts, Delivery, Fanout, FanoutError, History, Membership, Payload,
-    Presence, PublishRequest, Published, RecoveredSocket, SessionInfo, SharedFanout, Sink,
-    StoredEvent,
+    BackendHealth, ClusterCounts, Fanout, FanoutError, History, Membership, Payload, Presence,
+    PublishRequest, Published, RecoveredSocket, SessionInfo, SharedFanout, Sink, StoredEvent,
 };
 use crate::config::Config;
 
@@ -82,11 +80,9 @@ pub struct RaftFanout {
     node: RaftNode,
     node_id: u64,
     retention: Retention,
-    sink_tx: Mutex<Option<oneshot::Sender<Arc<dyn Sink>>>>,
     membership_tx: mpsc::UnboundedSender<Membership>,
-    /// Highest log index delivered locally, and a wake-up for those waiting on it.
-    delivered: AtomicU64,
-    delivered_wake: Notify,
+    /// Delivers what the state machine applies (called by it) and tracks how far.
+    out: Arc<Deliverer>,
 }
 
 /// Starts the node's Raft group member and returns it as the fan-out backend.
@@ -132,29 +128,20 @@ pub async fn start(
         protocol: raftcast_raft::PEER_PROTOCOL,
         store_cache_bytes: config.store_cache_mb.saturating_mul(1 << 20),
     };
-    let (node, applied) = RaftNode::start(cfg)
+    let out = Arc::new(Deliverer::default());
+    let node = RaftNode::start_with_handler(cfg, out.clone())
         .await
         .map_err(|e| RaftStartError::Start(e.to_string()))?;
     tracing::info!(node_id = config.node_id, peer = %peer_listen, peers = config.peers.len(), store_cache_mb = config.store_cache_mb, "raft node started");
     let (tx, rx) = mpsc::unbounded_channel();
-    let (sink_tx, sink_rx) = oneshot::channel::<Arc<dyn Sink>>();
     let f = Arc::new(RaftFanout {
         node_id: config.node_id,
         node,
         retention,
-        sink_tx: Mutex::new(Some(sink_tx)),
         membership_tx: tx,
-        delivered: AtomicU64::new(0),
-        delivered_wake: Notify::new(),
+        out,
     });
     tokio::spawn(membership_pump(f.clone(), rx));
-    let f2 = f.clone();
-    tokio::spawn(async move {
-        match sink_rx.await {
-            Ok(sink) => dispatch(f2, applied, sink).await,
-            Err(_) => tracing::error!("raft backend never attached to a sink"),
-        }
-    });
     Ok(f)
 }
 
@@ -185,21 +172,6 @@ impl RaftFanout {
         u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Waits (bounded) until this node has delivered log index `index`.
-    async fn wait_delivered(&self, index: u64, limit: Duration) {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let wake = self.delivered_wake.notified();
-            if self.delivered.load(Ordering::Acquire) >= index {
-                return;
-            }
-            if tokio::time::timeout_at(deadline, wake).await.is_err() {
-                tracing::debug!(index, "local apply lags; answering after commit only");
-                return;
-            }
-        }
-    }
-
     fn to_stored(e: raftcast_raft::HistoryEvent) -> StoredEvent {
         StoredEvent {
             offset: e.offset,
@@ -209,60 +181,6 @@ impl RaftFanout {
             ts_ms: e.ts_ms,
         }
     }
-}
-
-/// Delivers applied entries to the sink, in log order.
-async fn dispatch(f: Arc<RaftFanout>, mut rx: mpsc::Receiver<Applied>, sink: Arc<dyn Sink>) {
-    while let Some(a) = rx.recv().await {
-        match a {
-            Applied::Published {
-                room,
-                event,
-                payload,
-                durable,
-                offset,
-                epoch,
-                ts_ms,
-                index,
-                pos,
-            } => {
-                let payload = match Payload::from_bytes(&payload) {
-                    Ok(p) => p,
-                    Err(e) => {
-                        tracing::error!(%room, index, error = %e, "undecodable payload in the log; skipped");
-                        continue;
-                    }
-                };
-                sink.deliver(&Delivery {
-                    room,
-                    event,
-                    payload,
-                    durable,
-                    offset,
-                    epoch,
-                    ts_ms,
-                    index: seq(index, pos),
-                });
-                f.delivered.fetch_max(index, Ordering::AcqRel);
-                f.delivered_wake.notify_waiters();
-            }
-            Applied::SessionRevoked {
-                session_id,
-                user_id,
-            } => sink.session_revoked(&session_id, &user_id),
-            Applied::SocketsDetached { node, sids } => {
-                tracing::info!(
-                    node,
-                    sockets = sids.len(),
-                    "sockets of a node detached (kept for recovery)"
-                );
-            }
-            Applied::SnapshotInstalled => {
-                tracing::info!("state replaced from a leader snapshot");
-            }
-        }
-    }
-    tracing::debug!("raft apply stream ended");
 }
 
 fn sid_of(m: &Membership) -> &str {
@@ -401,8 +319,8 @@ impl Fanout for RaftFanout {
     }
 
     fn attach(&self, sink: Arc<dyn Sink>) {
-        if let Some(tx) = self.sink_tx.lock().take() {
-            let _ = tx.send(sink);
+        if !self.out.attach(sink) {
+            tracing::error!("raft backend attached to a second sink; kept the first");
         }
     }
 
@@ -419,7 +337,7 @@ impl Fanout for RaftFanout {
     ) -> Result<Published, FanoutError> {
         let cmd = self.publish_command(room.to_owned(), event.to_owned(), payload, durable);
         let (published, index) = published(self.node.propose(cmd).await)?;
-        self.wait_delivered(index, Duration::from_secs(2)).await;
+        self.out.wait_delivered(index, Duration::from_secs(2)).await;
         Ok(published)
     }
 
@@ -449,7 +367,7 @@ impl Fanout for RaftFanout {
             .filter_map(|a| a.as_ref().ok().map(|(_, index)| *index))
             .max();
         if let Some(index) = last {
-            self.wait_delivered(index, Duration::from_secs(2)).await;
+            self.out.wait_delivered(index, Duration::from_secs(2)).await;
         }
         answers.into_iter().map(|a| a.map(|(p, _)| p)).collect()
     }

@@ -23,6 +23,7 @@ pub use versions::PROTOCOL as PEER_PROTOCOL;
 
 use crate::batch::{self, Item, Outcome};
 use crate::error::{ProposeError, StartError};
+use crate::events::{AppliedHandler, EventOut};
 use crate::network::{FaultSwitch, NetCtx, Network};
 use crate::reader::StateReader;
 use crate::store;
@@ -197,12 +198,26 @@ impl RaftNode {
     /// forming or joining the cluster in the background. Applied events arrive on the returned
     /// channel in log order; keep draining it (apply waits when it is full).
     pub async fn start(cfg: RaftConfig) -> Result<(RaftNode, mpsc::Receiver<Applied>), StartError> {
+        let (tx, rx) = mpsc::channel(APPLIED_CAPACITY);
+        let node = Self::start_inner(cfg, EventOut::Channel(tx)).await?;
+        Ok((node, rx))
+    }
+
+    /// As [`RaftNode::start`], with the applied events handed to `handler` by the state
+    /// machine itself, right after each apply (no channel, no task between them).
+    pub async fn start_with_handler(
+        cfg: RaftConfig,
+        handler: Arc<dyn AppliedHandler>,
+    ) -> Result<RaftNode, StartError> {
+        Self::start_inner(cfg, EventOut::Handler(handler)).await
+    }
+
+    async fn start_inner(cfg: RaftConfig, events: EventOut) -> Result<RaftNode, StartError> {
         let dir = cfg.data_dir.join("raft");
         let (db, log, sm) = open_with_retry(&dir, cfg.store_cache_bytes).await?;
         log.claim_node_id(cfg.node_id)?;
-        let (tx, rx) = mpsc::channel(APPLIED_CAPACITY);
         let per_entry = Arc::new(AtomicBool::new(false));
-        let (sm, events_live) = sm.with_events(tx);
+        let (sm, events_live) = sm.with_events(events);
         let sm = sm.with_dedup_layout(per_entry.clone());
         let reader = StateReader(sm.kv());
         let committed = log.committed_index();
@@ -270,14 +285,11 @@ impl RaftNode {
         tokio::spawn(failover::run(core.clone()));
         tokio::spawn(versions::run(core.clone()));
         tracing::info!(node = core.id, %peer_addr, "raft node started");
-        Ok((
-            RaftNode {
-                core,
-                fault,
-                peer_addr,
-            },
-            rx,
-        ))
+        Ok(RaftNode {
+            core,
+            fault,
+            peer_addr,
+        })
     }
 
     /// Propose a command from any node; followers forward to the leader. Fails with

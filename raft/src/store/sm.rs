@@ -1,6 +1,7 @@
 //! The state machine on sled: applies entries with the pure state logic, writes each
-//! `apply()` call's changes atomically across crashes ([`super::redo`]), then emits
-//! [`Applied`] events (awaiting channel capacity).
+//! `apply()` call's changes atomically across crashes ([`super::redo`]), then hands the
+//! [`Applied`] events on ([`crate::events`]: a handler called there, or a channel whose
+//! capacity it awaits).
 //! Snapshots are a full dump of the state tree, read beside the applies
 //! ([`super::capture`]) and kept in a file beside sled ([`super::snapfile`]); installing one
 //! replaces the tree.
@@ -15,13 +16,14 @@ use openraft::{
     Entry, EntryPayload, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError,
     StoredMembership,
 };
-use tokio::sync::{mpsc, OwnedRwLockReadGuard, RwLock};
+use tokio::sync::{OwnedRwLockReadGuard, RwLock};
 
 use super::capture::{Capture, Captures};
 use super::redo;
 use super::snapdump::{dump_and_encode, for_each_pair};
 use super::snapfile::{SnapDir, SnapshotFile};
 use super::{read_err, write_err, SledKv, StoreError};
+use crate::events::EventOut;
 use crate::state::keys::{dec, get, is_legacy, meta, put, LEGACY};
 use crate::state::kv::{Changes, Overlay};
 use crate::state::{self, apply_entry, Dedup};
@@ -52,7 +54,7 @@ pub struct SmStore {
     db: sled::Db,
     kv: SledKv,
     snap: sled::Tree,
-    tx: Option<mpsc::Sender<Applied>>,
+    tx: Option<EventOut>,
     /// Whether applied events go out yet ([`SmStore::events_live`]).
     live: Arc<AtomicBool>,
     snap_seq: u64,
@@ -154,7 +156,7 @@ impl SmStore {
     /// had not applied before a restart inside `Raft::new`, before anyone drains `tx`, and
     /// a full channel would stop the node's start for good. What they would deliver went
     /// to sockets that ended with the process (clients recover it from the history).
-    pub fn with_events(mut self, tx: mpsc::Sender<Applied>) -> (Self, Arc<AtomicBool>) {
+    pub(crate) fn with_events(mut self, tx: EventOut) -> (Self, Arc<AtomicBool>) {
         self.tx = Some(tx);
         let live = self.live.clone();
         (self, live)
@@ -216,11 +218,8 @@ impl SmStore {
                 }
                 return;
             }
-            for ev in events {
-                if tx.send(ev).await.is_err() {
-                    tracing::debug!("applied-events receiver dropped");
-                    break;
-                }
+            if !tx.send(events).await {
+                tracing::debug!("applied-events receiver dropped");
             }
         }
     }

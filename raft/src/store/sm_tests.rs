@@ -335,8 +335,8 @@ async fn events_of_entries_applied_before_the_switch_are_dropped_not_waited_for(
     // with nobody draining it yet. The applies must finish.
     let dir = temp_dir("live");
     let (_db, sm) = scratch_store(&dir);
-    let (tx, mut rx) = mpsc::channel(1);
-    let (mut sm, live) = sm.with_events(tx);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+    let (mut sm, live) = sm.with_events(crate::events::EventOut::Channel(tx));
     let entries: Vec<_> = (1..=5).map(|i| publish(i, "r")).collect();
     let applied = tokio::time::timeout(std::time::Duration::from_secs(10), sm.apply(entries))
         .await
