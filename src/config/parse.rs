@@ -173,10 +173,16 @@ pub(crate) fn parse_secret(s: &str) -> Result<Secret, String> {
     }
 }
 
-/// A `tracing` filter directive such as `info` or `raftcast=debug,openraft=warn`.
+/// A `tracing` filter directive such as `info` or `raftcast=debug,openraft=warn`, with the
+/// blanks around each comma-separated directive removed.
+///
+/// tracing-subscriber 0.3 parses a directive by walking its trimmed text but slicing the
+/// untrimmed one, so a directive with leading blanks and a non-ASCII character (` A¡=`)
+/// panics inside `EnvFilter::try_new` instead of being refused; trimmed, it is refused.
 pub(crate) fn parse_log_filter(s: &str) -> Result<String, String> {
-    tracing_subscriber::EnvFilter::try_new(s)
-        .map(|_| s.to_string())
+    let s = s.split(',').map(str::trim).collect::<Vec<_>>().join(",");
+    tracing_subscriber::EnvFilter::try_new(&s)
+        .map(|_| s.clone())
         .map_err(|e| {
             format!("not a log filter ({e}); expected e.g. `info` or `raftcast=debug,info`")
         })

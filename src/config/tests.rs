@@ -422,6 +422,19 @@ fn invalid_values_name_the_flag() {
         msg.contains("RUST_LOG") && msg.contains("--log-level"),
         "{msg}"
     );
+    // Blanks before a directive with a non-ASCII character made tracing-subscriber panic
+    // (found by tests/prop_decoders.rs); trimmed, each is an ordinary filter.
+    for (given, kept) in [(" A¡=", "A¡="), ("info, A¡=", "info,A¡="), ("\té=", "é=")] {
+        assert_eq!(
+            ok(&["--log-level", given], &[]).log_level,
+            kept,
+            "{given:?}"
+        );
+    }
+    assert_eq!(
+        ok(&["--log-level", " raftcast=debug , info "], &[]).log_level,
+        "raftcast=debug,info"
+    );
 }
 
 #[test]
