@@ -16,7 +16,6 @@ pub trait AppliedHandler: Send + Sync + 'static {
 }
 
 /// Where the state machine sends its events.
-#[derive(Clone)]
 pub(crate) enum EventOut {
     /// A bounded channel: the apply waits for room in it.
     Channel(mpsc::Sender<Applied>),

@@ -178,7 +178,7 @@ pub(crate) fn parse_secret(s: &str) -> Result<Secret, String> {
 ///
 /// tracing-subscriber 0.3 parses a directive by walking its trimmed text but slicing the
 /// untrimmed one, so a directive with leading blanks and a non-ASCII character (` A¡=`)
-/// panics inside `EnvFilter::try_new` instead of being refused; trimmed, it is refused.
+/// panics inside `EnvFilter::try_new`; trimmed, it parses (or is refused) like any other.
 pub(crate) fn parse_log_filter(s: &str) -> Result<String, String> {
     let s = s.split(',').map(str::trim).collect::<Vec<_>>().join(",");
     tracing_subscriber::EnvFilter::try_new(&s)

@@ -54,7 +54,7 @@ pub struct SmStore {
     db: sled::Db,
     kv: SledKv,
     snap: sled::Tree,
-    tx: Option<EventOut>,
+    out: Option<EventOut>,
     /// Whether applied events go out yet ([`SmStore::events_live`]).
     live: Arc<AtomicBool>,
     snap_seq: u64,
@@ -120,7 +120,7 @@ impl SmStore {
             db: db.clone(),
             kv,
             snap,
-            tx: None,
+            out: None,
             live: Arc::new(AtomicBool::new(false)),
             snap_seq: 0,
             files,
@@ -157,7 +157,7 @@ impl SmStore {
     /// a full channel would stop the node's start for good. What they would deliver went
     /// to sockets that ended with the process (clients recover it from the history).
     pub(crate) fn with_events(mut self, tx: EventOut) -> (Self, Arc<AtomicBool>) {
-        self.tx = Some(tx);
+        self.out = Some(tx);
         let live = self.live.clone();
         (self, live)
     }
@@ -211,14 +211,14 @@ impl SmStore {
     }
 
     async fn emit(&self, events: Vec<Applied>) {
-        if let Some(tx) = &self.tx {
+        if let Some(out) = &self.out {
             if !self.live.load(Ordering::Acquire) {
                 if !events.is_empty() {
                     tracing::debug!(events = events.len(), "re-applied at start: not delivered");
                 }
                 return;
             }
-            if !tx.send(events).await {
+            if !out.send(events).await {
                 tracing::debug!("applied-events receiver dropped");
             }
         }
