@@ -15,12 +15,20 @@ use crate::network::wire::{ForwardRefused, Req, Resp};
 use crate::node::Core;
 use crate::types::{Command, Request, Response};
 
-/// Most commands in one entry. 64 rather than 512: with one entry in flight the batches
-/// fill up during a subscription storm, and entries of hundreds of commands (replicated in
-/// frames of up to `max_payload_entries` of them) left more memory behind per connection
-/// (M1, 10,000 idle connections over 3 nodes, one run each: 17.3 KB at 512, 11.2 KB at
-/// 64), for no gain in throughput (64 per commit time is over 10,000 commands/s).
+/// Most commands in one entry other than publishes. 64 rather than 512: with one entry in
+/// flight the batches fill up during a subscription storm, and entries of hundreds of
+/// membership commands (replicated in frames of up to `max_payload_entries` of them) left
+/// more memory behind per connection (M1, 10,000 idle connections over 3 nodes, one run
+/// each: 17.3 KB at 512, 11.2 KB at 64).
 const MAX_BATCH: usize = 64;
+/// Most commands in one entry when they are publishes (within [`MAX_BATCH_BYTES`]: 512
+/// events of 512 bytes). With one entry in flight, the entry's size bounds the durable
+/// path's throughput: capped at 64, three nodes committed 6,900-8,800 emits/s sent in
+/// requests of 200 (entries full, one per commit time) with both cores full; at 512 they
+/// carry 10,000/s with a quarter less CPU (docs/performance.md, session 20). Entries grow
+/// this large only when proposals queue up behind a commit, so a light load waits for
+/// nothing.
+const MAX_PUBLISH_BATCH: usize = 512;
 /// Most bytes of commands in one entry (beyond its first command): 64 events of up to
 /// 64 KiB each would make a 4 MiB entry, which a follower must receive, decode, write and
 /// fsync within the one heartbeat interval (100 ms) openraft allows a replication request.
@@ -98,21 +106,29 @@ pub(crate) async fn run(core: Arc<Core>, mut rx: mpsc::Receiver<Vec<Item>>) {
 }
 
 /// The next entry's proposals: from the front of `pending`, then from the groups already
-/// queued behind it, up to [`MAX_BATCH`] commands and [`MAX_BATCH_BYTES`] (the first always
-/// goes in, however large). What does not fit stays at the front of `pending`.
+/// queued behind it, up to [`MAX_PUBLISH_BATCH`] commands of which at most [`MAX_BATCH`]
+/// are not publishes, and up to [`MAX_BATCH_BYTES`] (the first always goes in, however
+/// large). What does not fit stays at the front of `pending`.
 fn gather(pending: &mut VecDeque<Item>, rx: &mut mpsc::Receiver<Vec<Item>>) -> Vec<Item> {
     let mut bytes = 0usize;
+    let mut others = 0usize;
     let mut items = Vec::new();
+    let full = |items: &Vec<Item>, others: usize, bytes: usize| {
+        items.len() >= MAX_PUBLISH_BATCH || others >= MAX_BATCH || bytes >= MAX_BATCH_BYTES
+    };
     loop {
         while let Some(next) = pending.pop_front() {
-            if !items.is_empty() && (items.len() >= MAX_BATCH || bytes >= MAX_BATCH_BYTES) {
+            if !items.is_empty() && full(&items, others, bytes) {
                 pending.push_front(next);
                 return items;
             }
             bytes = bytes.saturating_add(next.cmd.approx_bytes());
+            if !matches!(next.cmd, Command::Publish { .. }) {
+                others += 1;
+            }
             items.push(next);
         }
-        if items.len() >= MAX_BATCH || bytes >= MAX_BATCH_BYTES {
+        if full(&items, others, bytes) {
             return items;
         }
         match rx.try_recv() {
@@ -386,19 +402,60 @@ mod tests {
         items.iter().map(|i| i.cmd.approx_bytes()).collect()
     }
 
+    /// A membership change (any command but a publish), told apart by its room's length.
+    fn member(room_len: usize) -> Item {
+        let (tx, _rx) = oneshot::channel();
+        Item {
+            cmd: Command::Join {
+                sid: "s".into(),
+                rooms: vec!["r".repeat(room_len)],
+            },
+            id: 1,
+            deadline: Instant::now(),
+            forwardable: true,
+            tx,
+        }
+    }
+
     #[test]
     fn a_batch_stops_at_the_command_limit_for_small_events() {
-        let mut rx = queue(&[&[200; 100]]);
+        let n = MAX_PUBLISH_BATCH + 100;
+        let mut rx = queue(&[&vec![200; n]]);
         let mut pending = VecDeque::new();
         let b = gather(&mut pending, &mut rx);
-        assert_eq!(b.len(), MAX_BATCH);
-        assert_eq!(
-            pending.len(),
-            100 - MAX_BATCH,
-            "the rest wait for the next entry"
-        );
+        assert_eq!(b.len(), MAX_PUBLISH_BATCH);
+        assert_eq!(pending.len(), 100, "the rest wait for the next entry");
+        assert_eq!(gather(&mut pending, &mut rx).len(), 100);
+        assert!(gather(&mut pending, &mut rx).is_empty());
+    }
+
+    #[test]
+    fn membership_changes_keep_the_smaller_limit_and_publishes_fill_in_around_them() {
+        // A subscription storm: 100 membership changes make entries of MAX_BATCH.
+        let (tx, mut rx) = mpsc::channel(1024);
+        tx.try_send((0..100).map(member).collect()).ok().unwrap();
+        let mut pending = VecDeque::new();
+        assert_eq!(gather(&mut pending, &mut rx).len(), MAX_BATCH);
         assert_eq!(gather(&mut pending, &mut rx).len(), 100 - MAX_BATCH);
         assert!(gather(&mut pending, &mut rx).is_empty());
+        // Publishes and membership changes mixed: the entry closes at MAX_BATCH of the
+        // latter, whatever the publishes between them.
+        let mixed: Vec<Item> = (0..200)
+            .map(|i| if i % 2 == 0 { member(i) } else { item(i) })
+            .collect();
+        tx.try_send(mixed).ok().unwrap();
+        let first = gather(&mut pending, &mut rx);
+        let others = first
+            .iter()
+            .filter(|i| !matches!(i.cmd, Command::Publish { .. }))
+            .count();
+        assert_eq!(others, MAX_BATCH);
+        assert_eq!(
+            first.len(),
+            2 * MAX_BATCH - 1,
+            "publishes between them joined too"
+        );
+        assert_eq!(gather(&mut pending, &mut rx).len(), 200 - first.len());
     }
 
     #[test]
@@ -421,23 +478,24 @@ mod tests {
 
     #[test]
     fn groups_join_an_entry_in_order_and_the_rest_comes_first_in_the_next() {
-        // Groups of 1, 40, 40 and 3 commands, told apart by their sizes.
-        let a: Vec<usize> = (0..40).map(|i| 1000 + i).collect();
-        let b: Vec<usize> = (0..40).map(|i| 2000 + i).collect();
-        let mut rx = queue(&[&[10], &a, &b, &[3000, 3001, 3002]]);
+        // Groups of 1, 300, 300 and 3 commands, told apart by their sizes (small enough
+        // that the command limit, not the byte limit, closes the first entry).
+        let a: Vec<usize> = (0..300).map(|i| 10 + i).collect();
+        let b: Vec<usize> = (0..300).map(|i| 400 + i).collect();
+        let mut rx = queue(&[&[1], &a, &b, &[800, 801, 802]]);
         let mut pending = VecDeque::new();
         let first = gather(&mut pending, &mut rx);
         let second = gather(&mut pending, &mut rx);
         let all: Vec<usize> = sizes(&first).into_iter().chain(sizes(&second)).collect();
-        let mut want = vec![10];
+        let mut want = vec![1];
         want.extend(&a);
         want.extend(&b);
-        want.extend([3000, 3001, 3002]);
+        want.extend([800, 801, 802]);
         let want: Vec<usize> = want
             .into_iter()
             .map(|p| item(p).cmd.approx_bytes())
             .collect();
-        assert_eq!(first.len(), MAX_BATCH);
+        assert_eq!(first.len(), MAX_PUBLISH_BATCH);
         assert_eq!(all, want, "commands out of their groups' order");
         assert!(gather(&mut pending, &mut rx).is_empty());
     }
