@@ -23,9 +23,9 @@ use crate::types::{Command, Request, Response};
 const MAX_BATCH: usize = 64;
 /// Most commands in one entry when they are publishes (within [`MAX_BATCH_BYTES`]: 512
 /// events of 512 bytes). With one entry in flight, the entry's size bounds the durable
-/// path's throughput: capped at 64, three nodes committed 6,900-8,800 emits/s sent in
-/// requests of 200 (entries full, one per commit time) with both cores full; at 512 they
-/// carry 10,000/s with a quarter less CPU (docs/performance.md, session 20). Entries grow
+/// path's throughput: capped at 64, three nodes committed 6,900-9,000 emits/s sent in
+/// requests of 200 (entries full, one per commit time); at 512 they carry 10,000/s with
+/// about a fifth less CPU per emit (docs/performance.md, session 20). Entries grow
 /// this large only when proposals queue up behind a commit, so a light load waits for
 /// nothing.
 const MAX_PUBLISH_BATCH: usize = 512;
