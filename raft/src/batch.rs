@@ -113,12 +113,12 @@ fn gather(pending: &mut VecDeque<Item>, rx: &mut mpsc::Receiver<Vec<Item>>) -> V
     let mut bytes = 0usize;
     let mut others = 0usize;
     let mut items = Vec::new();
-    let full = |items: &Vec<Item>, others: usize, bytes: usize| {
-        items.len() >= MAX_PUBLISH_BATCH || others >= MAX_BATCH || bytes >= MAX_BATCH_BYTES
+    let full = |len: usize, others: usize, bytes: usize| {
+        len >= MAX_PUBLISH_BATCH || others >= MAX_BATCH || bytes >= MAX_BATCH_BYTES
     };
     loop {
         while let Some(next) = pending.pop_front() {
-            if !items.is_empty() && full(&items, others, bytes) {
+            if !items.is_empty() && full(items.len(), others, bytes) {
                 pending.push_front(next);
                 return items;
             }
@@ -128,7 +128,7 @@ fn gather(pending: &mut VecDeque<Item>, rx: &mut mpsc::Receiver<Vec<Item>>) -> V
             }
             items.push(next);
         }
-        if full(&items, others, bytes) {
+        if full(items.len(), others, bytes) {
             return items;
         }
         match rx.try_recv() {

@@ -182,7 +182,7 @@ pub(crate) fn parse_secret(s: &str) -> Result<Secret, String> {
 pub(crate) fn parse_log_filter(s: &str) -> Result<String, String> {
     let s = s.split(',').map(str::trim).collect::<Vec<_>>().join(",");
     tracing_subscriber::EnvFilter::try_new(&s)
-        .map(|_| s.clone())
+        .map(|_| s)
         .map_err(|e| {
             format!("not a log filter ({e}); expected e.g. `info` or `raftcast=debug,info`")
         })
