@@ -117,6 +117,10 @@ struct ScenarioArgs {
     /// Override the profile's number of ramp steps (M2 and M5).
     #[arg(long)]
     max_steps: Option<usize>,
+    /// Override the profile's number of refining steps after a ramp's first failure (M2
+    /// and M5; each halves the gap between the last passing and the first failing rate).
+    #[arg(long)]
+    refine_steps: Option<usize>,
     /// Override the profile's step duration, in seconds.
     #[arg(long)]
     step_s: Option<u64>,
@@ -191,6 +195,7 @@ fn real_main() -> Result<()> {
                 fan_burst,
                 cross_start_rate,
                 max_steps,
+                refine_steps,
                 round,
                 threads,
                 out,
@@ -226,6 +231,9 @@ fn real_main() -> Result<()> {
             if let Some(m) = max_steps {
                 profile.fan_max_steps = m;
                 profile.cross_max_steps = m;
+            }
+            if let Some(r) = refine_steps {
+                profile.refine_steps = r;
             }
             if let Some(s) = step_s {
                 profile.step_s = s;

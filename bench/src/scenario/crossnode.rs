@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::fleet::{note_fleet, open_fleet};
 use super::publish::{ramp, step, StepSpec};
+use super::ramp_plan::RampSpec;
 use super::{create_sessions, metric, Env};
 use crate::client::{ClientPlan, Shared};
 use crate::error::{BenchError, Result};
@@ -99,13 +100,18 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
     }
     res.steps.push(m4.json("M4 fixed rate"));
 
-    let best = ramp(
+    let found = ramp(
         env,
         &shared,
         &mut next_seq,
         &mut res,
         "M5 ramp",
-        (p.cross_factor, p.cross_max_steps),
+        RampSpec {
+            start: p.cross_start_rate,
+            factor: p.cross_factor,
+            max_steps: p.cross_max_steps,
+            refine: p.refine_steps,
+        },
         StepSpec {
             publish_node: 0,
             rate: p.cross_start_rate,
@@ -118,7 +124,7 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
         },
     )
     .await;
-    match best {
+    match found.best {
         Some(b) => res.metrics.push(metric(
             "M5",
             "max_cross_node_emits_per_s",

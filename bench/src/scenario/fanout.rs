@@ -3,6 +3,7 @@
 
 use super::fleet::{note_fleet, open_fleet};
 use super::publish::{ramp, step, StepSpec};
+use super::ramp_plan::RampSpec;
 use super::{create_sessions, metric, Env};
 use crate::client::{ClientPlan, Shared};
 use crate::error::{BenchError, Result};
@@ -102,13 +103,18 @@ async fn run(env: &Env, scenario: &str, burst: usize, suffix: &str) -> Result<Ru
     });
     res.steps.push(m3.json(&format!("{id3} fixed rate")));
 
-    let best = ramp(
+    let found = ramp(
         env,
         &shared,
         &mut next_seq,
         &mut res,
         &format!("{id2} ramp"),
-        (p.fan_factor, p.fan_max_steps),
+        RampSpec {
+            start: p.fan_start_rate,
+            factor: p.fan_factor,
+            max_steps: p.fan_max_steps,
+            refine: p.refine_steps,
+        },
         StepSpec {
             publish_node: 0,
             rate: p.fan_start_rate,
@@ -121,7 +127,7 @@ async fn run(env: &Env, scenario: &str, burst: usize, suffix: &str) -> Result<Ru
         },
     )
     .await;
-    match best {
+    match found.best {
         Some(b) => {
             res.metrics.push(metric(
                 &id2,
@@ -131,7 +137,7 @@ async fn run(env: &Env, scenario: &str, burst: usize, suffix: &str) -> Result<Ru
                 true,
                 &b.cpu,
             ));
-            if res.steps.last().and_then(|s| s["pass"].as_bool()) == Some(true) {
+            if !found.failed {
                 res.notes.push(format!(
                     "{id2}: every ramp step passed; the ceiling is above the last step"
                 ));

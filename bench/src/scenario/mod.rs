@@ -22,6 +22,7 @@ mod fanout;
 mod fleet;
 mod idle;
 mod publish;
+mod ramp_plan;
 mod seed;
 
 pub use crossnode::crossnode;
@@ -54,6 +55,9 @@ pub struct Profile {
     pub cross_start_rate: f64,
     pub cross_factor: f64,
     pub cross_max_steps: usize,
+    /// Steps after a ramp's first failure that narrow the gap between the last passing
+    /// and the first failing rate (M2 and M5; each halves it geometrically).
+    pub refine_steps: usize,
     pub cross_p99_ms: f64,
     /// Emits per request in the M5 ramp (1: `/api/emit`; more: `/api/emit/batch`).
     pub cross_batch: usize,
@@ -89,6 +93,7 @@ impl Profile {
             cross_start_rate: 200.0,
             cross_factor: 1.5,
             cross_max_steps: 10,
+            refine_steps: 2,
             cross_p99_ms: 50.0,
             cross_batch: 1,
             fail_rooms: 10,
@@ -123,6 +128,7 @@ impl Profile {
             cross_start_rate: 50.0,
             cross_factor: 2.0,
             cross_max_steps: 2,
+            refine_steps: 1,
             cross_p99_ms: 50.0,
             cross_batch: 1,
             fail_rooms: 2,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use super::ramp_plan::{RampPlan, RampSpec};
 use super::{bar, Env};
 use crate::client::{self, Shared};
 use crate::hist::Histogram;
@@ -355,28 +356,41 @@ pub(super) async fn step(
     }
 }
 
-/// A ramp: steps at `spec.rate`, `spec.rate × factor`, ... (each as `spec` with that rate),
-/// until one fails or `max_steps` ran. Every step's numbers go to `res.steps` under `phase`;
-/// the answer is the last step that passed.
+/// What a ramp found.
+pub(super) struct RampResult {
+    /// The highest-rate step that passed.
+    pub(super) best: Option<Step>,
+    /// Whether a step failed (false: every step passed, the ceiling is above the last).
+    pub(super) failed: bool,
+}
+
+/// A ramp: steps at the rates [`RampPlan`] gives (growing by a factor until one fails, then
+/// narrowing the gap), each as `spec` with that rate. Every step's numbers go to `res.steps`
+/// under `phase` (the narrowing ones under `phase` + " refine"); the answer is the
+/// highest-rate step that passed.
 pub(super) async fn ramp(
     env: &Env,
     shared: &Arc<Shared>,
     next_seq: &mut usize,
     res: &mut RunResult,
     phase: &str,
-    (factor, max_steps): (f64, usize),
+    plan: RampSpec,
     spec: StepSpec,
-) -> Option<Step> {
-    let mut rate = spec.rate;
-    let mut best = None;
-    for _ in 0..max_steps {
+) -> RampResult {
+    let mut plan = RampPlan::new(plan);
+    let mut best: Option<Step> = None;
+    let refine_phase = format!("{phase} refine");
+    while let Some(rate) = plan.next_rate() {
         let s = step(env, shared, next_seq, StepSpec { rate, ..spec }).await;
-        res.steps.push(s.json(phase));
-        if !s.pass {
-            break;
+        let name = if plan.failed() { &refine_phase } else { phase };
+        res.steps.push(s.json(name));
+        plan.record(s.pass);
+        if s.pass && best.as_ref().is_none_or(|b| b.rate < s.rate) {
+            best = Some(s);
         }
-        best = Some(s);
-        rate *= factor;
     }
-    best
+    RampResult {
+        best,
+        failed: plan.failed(),
+    }
 }
