@@ -23,6 +23,7 @@ fn run(kv: &SledKv, idx: u64, cmds: Vec<Command>) {
             cmds,
         },
         &mut out,
+        true,
     )
     .unwrap();
     let mut b = sled::Batch::default();

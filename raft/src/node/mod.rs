@@ -218,7 +218,7 @@ impl RaftNode {
         log.claim_node_id(cfg.node_id)?;
         let per_entry = Arc::new(AtomicBool::new(false));
         let (sm, events_live) = sm.with_events(events);
-        let sm = sm.with_dedup_layout(per_entry.clone());
+        let sm = sm.with_per_entry_layouts(per_entry.clone());
         let reader = StateReader(sm.kv());
         let committed = log.committed_index();
         let recent = log.recent();

@@ -28,9 +28,10 @@ use crate::types::{Command, NodeId};
 /// ([`Command::JoinOf`], [`Command::LeaveOf`], [`Command::SocketCloseOf`]). 3: the results
 /// kept for retried proposals in one record per entry (`state/dedup.rs`), written only while
 /// every member reads them (an older node that installed a snapshot of them would apply a
-/// retry twice). One gate for both: while a member speaks 2, the older command forms are
-/// proposed too.
-pub const PROTOCOL: u32 = 3;
+/// retry twice). 4: a room's history in one record per room per entry (`state/history.rs`),
+/// likewise (an older node would lose that history). One gate for all: while a member speaks
+/// an older protocol, the older command forms and layouts are written.
+pub const PROTOCOL: u32 = 4;
 
 /// How often the membership is checked (and unknown members asked).
 const TICK: Duration = Duration::from_secs(1);
@@ -54,8 +55,8 @@ pub(crate) struct Versions {
     /// A node being added, and since when: until it shows in the membership (and is asked),
     /// the older forms are proposed.
     joining: Mutex<Option<(NodeId, Instant)>>,
-    /// Shared with the state machine: write the results kept for retries one record per
-    /// entry (set while [`Versions::all`]).
+    /// Shared with the state machine: write the results kept for retries and the rooms'
+    /// history one record per entry (set while [`Versions::all`]).
     per_entry: Arc<AtomicBool>,
 }
 

@@ -1,10 +1,13 @@
 //! Applying one log entry (a batch of commands) to the state.
 
+use std::collections::BTreeMap;
+
 use crate::types::{
     Applied, Command, EntryResponse, HistoryEvent, NodeId, Request, Response, Session, SocketInfo,
 };
 
 use super::dedup::{Dedup, Outcome};
+use super::history::{self, Finder, Pending};
 use super::keys::{self, get, meta, put, Key, KeyReader};
 use super::kv::Kv;
 use super::sockets::{
@@ -17,13 +20,15 @@ use super::{Detached, RoomMeta, StateError};
 const GC_PER_ENTRY: usize = 256;
 
 /// Apply the entry at log `index`. Returns one result per command (`Err` = rejected command)
-/// and pushes the events to emit onto `out`.
+/// and pushes the events to emit onto `out`. `per_entry`: write the history in one record
+/// per room per entry (every member reads it: `state/history.rs`); otherwise one per event.
 pub fn apply_entry<K: Kv + ?Sized>(
     kv: &mut K,
     dedup: &mut Dedup,
     index: u64,
     req: &Request,
     out: &mut Vec<Applied>,
+    per_entry: bool,
 ) -> Result<EntryResponse, StateError> {
     let last_ts: u64 = get(kv, &meta(super::meta::LAST_TS))?.unwrap_or(0);
     let now = req.ts_ms.max(last_ts);
@@ -37,6 +42,9 @@ pub fn apply_entry<K: Kv + ?Sized>(
         out,
         sids: SidIndex::default(),
         epoch: None,
+        per_entry,
+        pending: Pending::default(),
+        trimmed: BTreeMap::new(),
     };
     let mut res = Vec::with_capacity(req.cmds.len());
     let mut kept: Vec<(u64, Outcome)> = Vec::new();
@@ -59,6 +67,7 @@ pub fn apply_entry<K: Kv + ?Sized>(
             res.push(ctx.apply(cmd, pos)?);
         }
     }
+    ctx.finish_history()?;
     dedup.record(ctx.kv, now, index, kept)?;
     Ok(res)
 }
@@ -77,6 +86,12 @@ struct Ctx<'a, K: Kv + ?Sized> {
     sids: SidIndex,
     /// The cluster epoch, read at the entry's first publish (every publish names it).
     epoch: Option<String>,
+    /// Write the history one record per room per entry.
+    per_entry: bool,
+    /// This entry's durable events, by room (with `per_entry`).
+    pending: Pending,
+    /// Rooms whose oldest retained offset moved in this entry: the offset before it did.
+    trimmed: BTreeMap<String, u64>,
 }
 
 type CmdResult = Result<Result<Response, String>, StateError>;
@@ -243,11 +258,22 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
                 index: self.index,
                 pos,
             };
-            put(self.kv, history_key(room, rm.last_offset), &ev)?;
+            if self.per_entry {
+                self.pending.push(room, ev);
+            } else {
+                put(self.kv, history::event_key(room, rm.last_offset), &ev)?;
+            }
             if rm.first.is_none() {
                 rm.first = Some(rm.last_offset);
             }
-            trim_room(self.kv, room, &mut rm, self.now, ttl_shrank)?;
+            let was = rm.first;
+            let mut finder = Finder::new(room, &self.pending);
+            trim_room(self.kv, room, &mut rm, self.now, ttl_shrank, &mut finder)?;
+            if rm.first != was {
+                if let Some(was) = was {
+                    self.trimmed.entry(room.to_owned()).or_insert(was);
+                }
+            }
             put(self.kv, meta_key, &rm)?;
         }
         self.out.push(Applied::Published {
@@ -269,6 +295,24 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
             index: self.index,
             pos,
         }))
+    }
+
+    /// After the entry's commands: removes the events the entry trimmed from the rooms'
+    /// history (once per room, not per publish) and writes its pending events.
+    fn finish_history(&mut self) -> Result<(), StateError> {
+        let mut pending = std::mem::take(&mut self.pending).into_rooms();
+        for (room, was) in std::mem::take(&mut self.trimmed) {
+            let rm = room_meta(self.kv, &room)?;
+            history::remove_below(self.kv, &room, was, rm.first, rm.last_offset)?;
+            if let Some(evs) = pending.remove(&room) {
+                history::write_entry(self.kv, &room, rm.first, evs)?;
+            }
+        }
+        for (room, evs) in pending {
+            let rm = room_meta(self.kv, &room)?;
+            history::write_entry(self.kv, &room, rm.first, evs)?;
+        }
+        Ok(())
     }
 
     /// A socket closed: its records go, and with a recovery window it leaves a detached
@@ -360,9 +404,8 @@ fn dedup(rooms: &[String]) -> Vec<String> {
     out
 }
 
-/// Key of a history event.
-pub fn history_key(room: &str, offset: u64) -> Vec<u8> {
-    Key::tag(keys::HISTORY).s(room).n(offset).build()
+fn room_meta<K: Kv + ?Sized>(kv: &K, room: &str) -> Result<RoomMeta, StateError> {
+    Ok(get(kv, &Key::tag(keys::ROOM_META).s(room).build())?.unwrap_or_default())
 }
 
 fn session_exp_key(exp: u64, session_id: &str) -> Vec<u8> {
@@ -417,7 +460,9 @@ fn detach<K: Kv + ?Sized>(
     put(kv, key, &d)
 }
 
-/// Drop the oldest events of `room` beyond its count or age limit; keep its expiry indexed.
+/// Moves the oldest retained offset of `room` past its events beyond the count or age limit;
+/// keeps its expiry indexed. The events themselves are removed by the caller
+/// ([`history::remove_below`]), once per entry rather than per publish.
 ///
 /// The index (`rm.expires_at_ms` and its `T` key) holds a time no later than the oldest
 /// retained event's expiry, not necessarily that expiry itself. While that time is still
@@ -434,6 +479,7 @@ fn trim_room<K: Kv + ?Sized>(
     rm: &mut RoomMeta,
     now: u64,
     ttl_shrank: bool,
+    finder: &mut Finder<'_>,
 ) -> Result<(), StateError> {
     let index_ahead = rm.ttl_ms > 0 && !ttl_shrank && rm.expires_at_ms.is_some_and(|e| e > now);
     let mut first_ts = None;
@@ -442,14 +488,16 @@ fn trim_room<K: Kv + ?Sized>(
             if index_ahead {
                 return Ok(());
             }
-            let ev: Option<HistoryEvent> = get(kv, &history_key(room, first))?;
-            let ts = ev.map(|e| e.ts_ms).unwrap_or(0);
-            if rm.ttl_ms == 0 || ts.saturating_add(rm.ttl_ms) > now {
+            if rm.ttl_ms == 0 {
+                // Kept by count alone: no age to read, nothing to index.
+                break;
+            }
+            let ts = finder.ts_of(kv, first)?.unwrap_or(0);
+            if ts.saturating_add(rm.ttl_ms) > now {
                 first_ts = Some(ts);
                 break;
             }
         }
-        kv.del(history_key(room, first));
         rm.first = (first < rm.last_offset).then_some(first + 1);
     }
     let new_exp = match first_ts {
@@ -497,7 +545,11 @@ fn gc<K: Kv + ?Sized>(kv: &mut K, now: u64) -> Result<(), StateError> {
         let meta_key = Key::tag(keys::ROOM_META).s(&room).build();
         match get::<RoomMeta, _>(kv, &meta_key)? {
             Some(mut rm) => {
-                trim_room(kv, &room, &mut rm, now, false)?;
+                let was = rm.first;
+                trim_room(kv, &room, &mut rm, now, false, &mut Finder::stored(&room))?;
+                if let Some(was) = was {
+                    history::remove_below(kv, &room, was, rm.first, rm.last_offset)?;
+                }
                 if rm.expires_at_ms != Some(exp) {
                     kv.del(room_exp_key(exp, &room));
                 }

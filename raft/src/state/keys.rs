@@ -46,8 +46,11 @@ pub const DETACHED: u8 = b'D';
 pub const DETACHED_EXP: u8 = b'X';
 /// room → RoomMeta
 pub const ROOM_META: u8 = b'H';
-/// room, offset → HistoryEvent
+/// room, offset → HistoryEvent: one record per event (`state/history.rs`).
 pub const HISTORY: u8 = b'h';
+/// room, last offset → [HistoryEvent]: a room's events of one log entry (`state/history.rs`;
+/// written while every member reads it).
+pub const HISTORY_ENTRY: u8 = b'g';
 /// expiry of the oldest event, room → ()
 pub const ROOM_EXP: u8 = b'T';
 /// `P | id` → the first result of a proposal id (dedup of retried proposals).

@@ -9,6 +9,7 @@ pub mod apply;
 pub mod dedup;
 #[cfg(test)]
 mod dedup_tests;
+pub mod history;
 #[cfg(test)]
 mod history_tests;
 pub mod keys;

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use crate::types::{History, HistoryEvent, NodeId, Session, SocketInfo, Stats};
 
-use super::apply::{history_key, meta_global};
+use super::apply::meta_global;
+use super::history;
 use super::keys::{self, get, meta, Key, KeyReader};
 use super::kv::KvRead;
 use super::{sockets, RoomMeta, StateError};
@@ -41,16 +42,10 @@ pub fn room_offset<K: KvRead + ?Sized>(kv: &K, room: &str) -> Result<(String, u6
 /// Retained durable events of `room` with offset greater than `after`.
 pub fn history<K: KvRead + ?Sized>(kv: &K, room: &str, after: u64) -> Result<History, StateError> {
     let rm = room_meta(kv, room)?;
-    let mut events = Vec::new();
-    if let Some(first) = rm.first {
-        let start = first.max(after.saturating_add(1));
-        let prefix = Key::tag(keys::HISTORY).s(room).build();
-        let from = history_key(room, start);
-        for pair in kv.scan(&prefix, Some(&from), false) {
-            let (_, v) = pair?;
-            events.push(keys::dec::<HistoryEvent>(&v)?);
-        }
-    }
+    let events = match rm.first {
+        Some(first) => history::events_from(kv, room, first.max(after.saturating_add(1)))?,
+        None => Vec::new(),
+    };
     Ok(History {
         epoch: epoch(kv)?.unwrap_or_default(),
         last_offset: rm.last_offset,
@@ -68,17 +63,12 @@ pub fn events_after<K: KvRead + ?Sized>(
 ) -> Result<Vec<(String, HistoryEvent)>, StateError> {
     let mut out = Vec::new();
     for room in rooms {
-        let prefix = Key::tag(keys::HISTORY).s(room).build();
-        let mut mine = Vec::new();
-        for pair in kv.scan(&prefix, None, true) {
-            let (_, v) = pair?;
-            let ev: HistoryEvent = keys::dec(&v)?;
-            if (ev.index, ev.pos) <= (index, pos) {
-                break;
-            }
-            mine.push((room.clone(), ev));
+        let Some(first) = room_meta(kv, room)?.first else {
+            continue;
+        };
+        for ev in history::events_after(kv, room, first, index, pos)? {
+            out.push((room.clone(), ev));
         }
-        out.extend(mine.into_iter().rev());
     }
     out.sort_by_key(|(_, ev)| (ev.index, ev.pos));
     Ok(out)

@@ -12,6 +12,8 @@ use crate::types::{Applied, Command, Request, Response};
 pub(super) struct Sm {
     pub(super) kv: MemKv,
     pub(super) dedup: Dedup,
+    /// Write the per-entry layouts (the version gate open).
+    pub(super) per_entry: bool,
     index: u64,
     applied: Vec<Applied>,
 }
@@ -21,6 +23,7 @@ impl Sm {
         let mut sm = Sm {
             kv: MemKv::default(),
             dedup: Dedup::default(),
+            per_entry: true,
             index: 0,
             applied: Vec::new(),
         };
@@ -47,11 +50,17 @@ impl Sm {
             self.index,
             &Request { ts_ms, ids, cmds },
             &mut self.applied,
+            self.per_entry,
         )
         .unwrap();
         let changes = ov.into_changes();
         self.kv.commit(changes);
         res
+    }
+
+    /// The log index of the last entry applied.
+    pub(super) fn index(&self) -> u64 {
+        self.index
     }
 
     pub(super) fn one(&mut self, ts_ms: u64, cmd: Command) -> Response {
@@ -494,6 +503,7 @@ fn snapshot_restore_gives_identical_state() {
     let mut other = Sm {
         dedup: Dedup::load(&restored).unwrap(),
         kv: restored,
+        per_entry: sm.per_entry,
         index: sm.index,
         applied: vec![],
     };

@@ -65,7 +65,8 @@ pub struct SmStore {
     dump_lock: Arc<RwLock<()>>,
     /// Where the results kept for retried proposals are (rebuilt at open and install).
     dedup: Dedup,
-    /// Whether every member reads the per-entry layout of those results (the version gate).
+    /// Whether every member reads the per-entry layouts of those results and of the history
+    /// (the version gate).
     per_entry: Arc<AtomicBool>,
     /// Bytes of this node's current snapshot (built or installed; 0 without one).
     snapshot_bytes: Arc<AtomicU64>,
@@ -137,9 +138,10 @@ impl SmStore {
         self.snapshot_bytes.clone()
     }
 
-    /// Write the per-entry layout of the results kept for retries while `flag` is set (by
-    /// the version gate: every member reads it). Without it, the per-proposal layout.
-    pub fn with_dedup_layout(mut self, flag: Arc<AtomicBool>) -> Self {
+    /// Write the per-entry layouts of the results kept for retries and of the rooms' history
+    /// while `flag` is set (by the version gate: every member reads them). Without it, one
+    /// record per proposal and one per event.
+    pub fn with_per_entry_layouts(mut self, flag: Arc<AtomicBool>) -> Self {
         self.per_entry = flag;
         self
     }
@@ -177,14 +179,16 @@ impl SmStore {
         let mut responses = Vec::new();
         let mut ov = Overlay::new(&self.kv);
         let dedup = &mut self.dedup;
-        dedup.per_entry = self.per_entry.load(Ordering::Relaxed);
+        let per_entry = self.per_entry.load(Ordering::Relaxed);
+        dedup.per_entry = per_entry;
         for e in entries {
             put(&mut ov, meta(state::meta::APPLIED), &Some(e.log_id)).map_err(write_err)?;
             match e.payload {
                 EntryPayload::Blank => responses.push(Vec::new()),
                 EntryPayload::Normal(req) => {
-                    let r = apply_entry(&mut ov, dedup, e.log_id.index, &req, &mut events)
-                        .map_err(write_err)?;
+                    let r =
+                        apply_entry(&mut ov, dedup, e.log_id.index, &req, &mut events, per_entry)
+                            .map_err(write_err)?;
                     responses.push(r);
                 }
                 EntryPayload::Membership(m) => {

@@ -311,12 +311,12 @@ async fn kept_results_travel_with_a_snapshot_and_answer_a_retry_after_install() 
     let dir = temp_dir("dedup-install");
     let per_entry = Arc::new(AtomicBool::new(true));
     let (_src_db, src) = scratch_store(&dir.join("src"));
-    let mut src = src.with_dedup_layout(per_entry.clone());
+    let mut src = src.with_per_entry_layouts(per_entry.clone());
     let first = src.apply(vec![publish(1, "r")]).await.unwrap();
     assert_eq!(src.dedup_indexed(), 1);
     let snap = snapshot_of(&mut src).await;
     let (_db, sm) = scratch_store(&dir.join("dst"));
-    let mut sm = sm.with_dedup_layout(per_entry);
+    let mut sm = sm.with_per_entry_layouts(per_entry);
     sm.install_snapshot(&snap.meta, snap.snapshot)
         .await
         .unwrap();
@@ -326,6 +326,57 @@ async fn kept_results_travel_with_a_snapshot_and_answer_a_retry_after_install() 
     assert_eq!(retry, first);
     let events = crate::state::read::history(&sm.kv, "r", 0).unwrap().events;
     assert_eq!(events.len(), 1, "the retry was applied again: {events:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Offsets of the retained history of `room`.
+fn offsets(sm: &SmStore, room: &str) -> Vec<u64> {
+    let h = crate::state::read::history(&sm.kv, room, 0).unwrap();
+    h.events.iter().map(|e| e.offset).collect()
+}
+
+#[tokio::test]
+async fn history_in_both_layouts_travels_with_a_snapshot_and_trims_on_either() {
+    let dir = temp_dir("history-layouts");
+    let per_entry = Arc::new(AtomicBool::new(false));
+    let (_src_db, src) = scratch_store(&dir.join("src"));
+    let mut src = src.with_per_entry_layouts(per_entry.clone());
+    // Per event while a member reads only that (entries 1-2), per entry once all read it
+    // (3-4): history_max 3 keeps offsets 2-4, one per-event record and two per-entry ones.
+    src.apply(vec![publish(1, "r"), publish(2, "r")])
+        .await
+        .unwrap();
+    per_entry.store(true, Ordering::Relaxed);
+    src.apply(vec![publish(3, "r"), publish(4, "r")])
+        .await
+        .unwrap();
+    assert_eq!(offsets(&src, "r"), vec![2, 3, 4]);
+    let tags: Vec<u8> = state_of(&src.kv).iter().map(|(k, _)| k[0]).collect();
+    assert!(tags.contains(&b'h') && tags.contains(&b'g'), "{tags:?}");
+    let snap = snapshot_of(&mut src).await;
+    // Installed on a node whose gate is closed (a member joined): it reads both, and writes
+    // and trims per event from there.
+    let (_db, sm) = scratch_store(&dir.join("dst"));
+    let mut sm = sm.with_per_entry_layouts(Arc::new(AtomicBool::new(false)));
+    sm.install_snapshot(&snap.meta, snap.snapshot)
+        .await
+        .unwrap();
+    assert_eq!(offsets(&sm, "r"), vec![2, 3, 4]);
+    sm.apply(vec![publish(5, "r"), publish(6, "r")])
+        .await
+        .unwrap();
+    assert_eq!(offsets(&sm, "r"), vec![4, 5, 6]);
+    // The per-event record of offset 2 and the per-entry one of 3 are gone.
+    let keys: Vec<u8> = state_of(&sm.kv)
+        .iter()
+        .filter(|(k, _)| k[0] == b'h' || k[0] == b'g')
+        .map(|(k, _)| k[0])
+        .collect();
+    assert_eq!(
+        keys,
+        vec![b'g', b'h', b'h'],
+        "offset 4 per entry, 5 and 6 per event"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
