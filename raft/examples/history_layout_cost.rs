@@ -2,7 +2,7 @@
 //! per event, or one per room per log entry: `state/history.rs`), on a sled state, with the
 //! rooms full (every publish also trims the oldest event) or filling. Shapes: single emits (one
 //! publish per entry over 100 rooms), and requests of 200 (200 publishes per entry over 100
-//! rooms). The layouts alternate, three rounds each, in one process; the rooms keep events for
+//! rooms), with rooms of 100 or 1,000 events (the server's default). The layouts alternate, three rounds each, in one process; the rooms keep events for
 //! the server's default 24 h. Run with
 //! `cargo run --release -p raftcast-raft --example history_layout_cost`; the figures are in
 //! docs/performance.md ("Session 21").
@@ -106,6 +106,13 @@ fn main() {
             200,
             1000,
             0,
+            200,
+        ),
+        (
+            "requests of 200, rooms full (max 1000)",
+            200,
+            1000,
+            110_000,
             200,
         ),
     ];

@@ -8,7 +8,7 @@
 //!   room, consecutive offsets ending at the key's; [`MAX_RECORD_BYTES`] splits a large
 //!   burst). An entry of 200 publishes over 100 rooms writes about 100 records instead of 200
 //!   (docs/performance.md, session 21: at 10,125 durable emits/s in requests of 200, 3–23 %
-//!   less server CPU and p99 within 50 ms in six runs of six, against one of six). Keyed by the last offset, so the events after an offset start at the
+//!   less server CPU, p99 within 50 ms in eight runs of twelve against three of fifteen). Keyed by the last offset, so the events after an offset start at the
 //!   first record whose key is past it, and trimming removes records from the front while
 //!   their key is below the oldest retained offset. A record may hold events below that
 //!   offset (a room that trims one event at a time keeps the record until all of its events
@@ -216,10 +216,12 @@ pub fn remove_below<K: Kv + ?Sized>(
         return Ok(());
     }
     let mut gone = Vec::new();
-    for tag_prefix in [event_prefix(room), entry_prefix(room)] {
-        let mut start = tag_prefix.clone();
-        start.extend_from_slice(&from.to_be_bytes());
-        for pair in kv.scan(&tag_prefix, Some(&start), false) {
+    let layouts = [
+        (event_prefix(room), event_key(room, from)),
+        (entry_prefix(room), entry_key(room, from)),
+    ];
+    for (prefix, start) in layouts {
+        for pair in kv.scan(&prefix, Some(&start), false) {
             let (k, _) = pair?;
             if key_offset(&k)? >= to {
                 break;
