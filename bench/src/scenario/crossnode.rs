@@ -107,7 +107,6 @@ pub async fn crossnode(env: &Env) -> Result<RunResult> {
         &mut res,
         "M5 ramp",
         RampSpec {
-            start: p.cross_start_rate,
             factor: p.cross_factor,
             max_steps: p.cross_max_steps,
             refine: p.refine_steps,

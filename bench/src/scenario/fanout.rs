@@ -110,7 +110,6 @@ async fn run(env: &Env, scenario: &str, burst: usize, suffix: &str) -> Result<Ru
         &mut res,
         &format!("{id2} ramp"),
         RampSpec {
-            start: p.fan_start_rate,
             factor: p.fan_factor,
             max_steps: p.fan_max_steps,
             refine: p.refine_steps,

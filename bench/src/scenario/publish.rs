@@ -377,7 +377,7 @@ pub(super) async fn ramp(
     plan: RampSpec,
     spec: StepSpec,
 ) -> RampResult {
-    let mut plan = RampPlan::new(plan);
+    let mut plan = RampPlan::new(plan, spec.rate);
     let mut best: Option<Step> = None;
     let refine_phase = format!("{phase} refine");
     while let Some(rate) = plan.next_rate() {
@@ -385,7 +385,8 @@ pub(super) async fn ramp(
         let name = if plan.failed() { &refine_phase } else { phase };
         res.steps.push(s.json(name));
         plan.record(s.pass);
-        if s.pass && best.as_ref().is_none_or(|b| b.rate < s.rate) {
+        // A passing step is the highest that passed so far ([`RampPlan::record`]).
+        if s.pass {
             best = Some(s);
         }
     }

@@ -5,8 +5,6 @@
 /// How a ramp is run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct RampSpec {
-    /// The first step's rate.
-    pub(super) start: f64,
     /// Growth per step until a step fails.
     pub(super) factor: f64,
     /// Steps before the first failure, at most.
@@ -21,6 +19,8 @@ pub(super) struct RampSpec {
 #[derive(Debug, Clone)]
 pub(super) struct RampPlan {
     spec: RampSpec,
+    /// The first step's rate.
+    start: f64,
     /// Growing steps run so far.
     grown: usize,
     /// Refining steps run so far.
@@ -34,9 +34,11 @@ pub(super) struct RampPlan {
 }
 
 impl RampPlan {
-    pub(super) fn new(spec: RampSpec) -> Self {
+    /// A ramp from `start` (emits/s).
+    pub(super) fn new(spec: RampSpec, start: f64) -> Self {
         RampPlan {
             spec,
+            start,
             grown: 0,
             refined: 0,
             low: None,
@@ -55,7 +57,7 @@ impl RampPlan {
                     return None;
                 }
                 self.grown += 1;
-                low.map_or(self.spec.start, |l| l * self.spec.factor)
+                low.map_or(self.start, |l| l * self.spec.factor)
             }
             // Refining between the two; not below the start (if the first step failed,
             // there is no lower end and nothing to refine).
@@ -72,7 +74,9 @@ impl RampPlan {
         Some(rate)
     }
 
-    /// The outcome of the rate [`RampPlan::next_rate`] gave last.
+    /// The outcome of the rate [`RampPlan::next_rate`] gave last. A rate that passes is
+    /// above every rate that passed before it (the ramp grows, and refines above its lower
+    /// end).
     pub(super) fn record(&mut self, pass: bool) {
         let Some(rate) = self.pending.take() else {
             return;
@@ -96,7 +100,6 @@ mod tests {
 
     fn spec(max_steps: usize, refine: usize) -> RampSpec {
         RampSpec {
-            start: 200.0,
             factor: 1.5,
             max_steps,
             refine,
@@ -105,7 +108,7 @@ mod tests {
 
     /// Runs a plan against a system whose ceiling is `ceiling`; returns the rates tried.
     fn run(spec: RampSpec, ceiling: f64) -> (Vec<f64>, RampPlan) {
-        let mut plan = RampPlan::new(spec);
+        let mut plan = RampPlan::new(spec, 200.0);
         let mut rates = Vec::new();
         while let Some(r) = plan.next_rate() {
             rates.push(r.round());

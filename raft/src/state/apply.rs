@@ -10,6 +10,7 @@ use super::dedup::{Dedup, Outcome};
 use super::history::{self, Finder, Pending};
 use super::keys::{self, get, meta, put, Key, KeyReader};
 use super::kv::Kv;
+use super::read::room_meta;
 use super::sockets::{
     add_member, find, open_socket, remove_member, remove_socket, sockets_of_node, Found, SidIndex,
 };
@@ -263,16 +264,11 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
             } else {
                 put(self.kv, history::event_key(room, rm.last_offset), &ev)?;
             }
-            if rm.first.is_none() {
-                rm.first = Some(rm.last_offset);
-            }
-            let was = rm.first;
+            let was = *rm.first.get_or_insert(rm.last_offset);
             let mut finder = Finder::new(room, &self.pending);
             trim_room(self.kv, room, &mut rm, self.now, ttl_shrank, &mut finder)?;
-            if rm.first != was {
-                if let Some(was) = was {
-                    self.trimmed.entry(room.to_owned()).or_insert(was);
-                }
+            if rm.first != Some(was) && !self.trimmed.contains_key(room) {
+                self.trimmed.insert(room.to_owned(), was);
             }
             put(self.kv, meta_key, &rm)?;
         }
@@ -402,10 +398,6 @@ fn dedup(rooms: &[String]) -> Vec<String> {
         }
     }
     out
-}
-
-fn room_meta<K: Kv + ?Sized>(kv: &K, room: &str) -> Result<RoomMeta, StateError> {
-    Ok(get(kv, &Key::tag(keys::ROOM_META).s(room).build())?.unwrap_or_default())
 }
 
 fn session_exp_key(exp: u64, session_id: &str) -> Vec<u8> {

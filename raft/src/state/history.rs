@@ -131,7 +131,7 @@ fn write_record<K: Kv + ?Sized>(
 /// consecutive offsets.
 pub struct Finder<'p> {
     room: &'p str,
-    pending: &'p [HistoryEvent],
+    pending: Option<&'p Pending>,
     record: Vec<HistoryEvent>,
 }
 
@@ -140,7 +140,7 @@ impl<'p> Finder<'p> {
     pub fn new(room: &'p str, pending: &'p Pending) -> Self {
         Finder {
             room,
-            pending: pending.of(room),
+            pending: Some(pending),
             record: Vec::new(),
         }
     }
@@ -149,7 +149,7 @@ impl<'p> Finder<'p> {
     pub fn stored(room: &'p str) -> Self {
         Finder {
             room,
-            pending: &[],
+            pending: None,
             record: Vec::new(),
         }
     }
@@ -163,7 +163,8 @@ impl<'p> Finder<'p> {
         if let Some(ev) = self.record.iter().find(|e| e.offset == offset) {
             return Ok(Some(ev.ts_ms));
         }
-        if let Some(ev) = self.pending.iter().find(|e| e.offset == offset) {
+        let pending = self.pending.map_or(&[][..], |p| p.of(self.room));
+        if let Some(ev) = pending.iter().find(|e| e.offset == offset) {
             return Ok(Some(ev.ts_ms));
         }
         if let Some(ev) = get::<HistoryEvent, _>(kv, &event_key(self.room, offset))? {

@@ -25,19 +25,8 @@ fn expiry_index(sm: &Sm) -> Vec<(u64, String)> {
 /// The lowest offset that ends a history record of `room` (a per-event record's offset, a
 /// per-entry record's last), and how many records it has.
 fn stored(sm: &Sm, room: &str) -> (Option<u64>, usize) {
-    let mut lowest: Option<u64> = None;
-    let mut n = 0;
-    for tag in [keys::HISTORY, keys::HISTORY_ENTRY] {
-        for pair in sm.kv.scan(&Key::tag(tag).s(room).build(), None, false) {
-            let (k, _) = pair.unwrap();
-            let mut r = KeyReader::new(&k);
-            r.s().unwrap();
-            let o = r.n().unwrap();
-            lowest = Some(lowest.map_or(o, |l| l.min(o)));
-            n += 1;
-        }
-    }
-    (lowest, n)
+    let records = records(sm, room);
+    (records.iter().map(|r| r.1).min(), records.len())
 }
 
 fn retained(sm: &Sm, room: &str) -> Vec<u64> {

@@ -27,7 +27,8 @@ pub fn session<K: KvRead + ?Sized>(kv: &K, id: &str) -> Result<Option<Session>, 
     Ok(s.filter(|s| s.expires_at_ms > now))
 }
 
-fn room_meta<K: KvRead + ?Sized>(kv: &K, room: &str) -> Result<RoomMeta, StateError> {
+/// The room's history bookkeeping (default: a room without durable events).
+pub(super) fn room_meta<K: KvRead + ?Sized>(kv: &K, room: &str) -> Result<RoomMeta, StateError> {
     Ok(get(kv, &Key::tag(keys::ROOM_META).s(room).build())?.unwrap_or_default())
 }
 
