@@ -29,9 +29,10 @@ use crate::types::{Command, NodeId};
 /// kept for retried proposals in one record per entry (`state/dedup.rs`), written only while
 /// every member reads them (an older node that installed a snapshot of them would apply a
 /// retry twice). 4: a room's history in one record per room per entry (`state/history.rs`),
-/// likewise (an older node would lose that history). One gate for all: while a member speaks
-/// an older protocol, the older command forms and layouts are written.
-pub const PROTOCOL: u32 = 4;
+/// likewise (an older node would lose that history). 5: a room's newest events in an open
+/// record that later entries extend (`state/history.rs`), likewise. One gate for all: while
+/// a member speaks an older protocol, the older command forms and layouts are written.
+pub const PROTOCOL: u32 = 5;
 
 /// How often the membership is checked (and unknown members asked).
 const TICK: Duration = Duration::from_secs(1);

@@ -1,6 +1,6 @@
 //! Applying one log entry (a batch of commands) to the state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::types::{
     Applied, Command, EntryResponse, HistoryEvent, NodeId, Request, Response, Session, SocketInfo,
@@ -46,6 +46,7 @@ pub fn apply_entry<K: Kv + ?Sized>(
         per_entry,
         pending: Pending::default(),
         trimmed: BTreeMap::new(),
+        per_event: BTreeSet::new(),
     };
     let mut res = Vec::with_capacity(req.cmds.len());
     let mut kept: Vec<(u64, Outcome)> = Vec::new();
@@ -93,6 +94,9 @@ struct Ctx<'a, K: Kv + ?Sized> {
     pending: Pending,
     /// Rooms whose oldest retained offset moved in this entry: the offset before it did.
     trimmed: BTreeMap<String, u64>,
+    /// Rooms this entry published to in per-event records (without `per_entry`): their open
+    /// records, if any, become per-event ones too.
+    per_event: BTreeSet<String>,
 }
 
 type CmdResult = Result<Result<Response, String>, StateError>;
@@ -263,6 +267,9 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
                 self.pending.push(room, ev);
             } else {
                 put(self.kv, history::event_key(room, rm.last_offset), &ev)?;
+                if !self.per_event.contains(room) {
+                    self.per_event.insert(room.to_owned());
+                }
             }
             let was = *rm.first.get_or_insert(rm.last_offset);
             let mut finder = Finder::new(room, &self.pending);
@@ -307,6 +314,10 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
         for (room, evs) in pending {
             let rm = room_meta(self.kv, &room)?;
             history::write_entry(self.kv, &room, rm.first, evs)?;
+        }
+        for room in std::mem::take(&mut self.per_event) {
+            let rm = room_meta(self.kv, &room)?;
+            history::close_open(self.kv, &room, rm.first)?;
         }
         Ok(())
     }

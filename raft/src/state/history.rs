@@ -4,21 +4,29 @@
 //! - One record per event (`h | room | offset` → event), what versions up to peer protocol 3
 //!   write: a sled insert per durable publish on every node, and a delete when the event
 //!   leaves the history.
-//! - One record per room per log entry (`g | room | last offset` → the entry's events of the
-//!   room, consecutive offsets ending at the key's; [`MAX_RECORD_BYTES`] splits a large
-//!   burst). An entry of 200 publishes over 100 rooms writes about 100 records instead of 200
-//!   (docs/performance.md, session 21: at 10,125 durable emits/s in requests of 200, 3–23 %
-//!   less server CPU, p99 within 50 ms in eight runs of twelve against three of fifteen). Keyed by the last offset, so the events after an offset start at the
-//!   first record whose key is past it, and trimming removes records from the front while
-//!   their key is below the oldest retained offset. A record may hold events below that
-//!   offset (a room that trims one event at a time keeps the record until all of its events
-//!   left); every reader skips them.
+//! - Records of consecutive events of a room, in two parts:
+//!   - closed ones (`g | room | last offset` → events whose offsets run up to the key's);
+//!   - the room's open record (`o | room` → its newest events), which each log entry's events
+//!     of the room extend (one sled write, in place) until it holds [`GROW_BELOW_BYTES`]
+//!     or more; then it is closed: written under its last offset, and the open one removed.
 //!
-//! A node writes the second only while every member reads it (the version gate of
-//! `node/versions.rs`, protocol 4): an older node that installed a snapshot of them would
-//! lose the history. Both are always read, so a state holding either or both (a room written
-//! before and after the gate opened, or while it was closed again for a joining node) loses
-//! nothing. The room's bookkeeping ([`super::RoomMeta`]) is the same in both.
+//!   So a room that takes one or two events per entry writes one record per entry, not one
+//!   per event, and sled gains (and later removes) one key per kilobyte of events instead of
+//!   one per entry (docs/performance.md, sessions 21 and 22). [`MAX_RECORD_BYTES`] splits a
+//!   large burst. Keyed by the last offset, the events after an offset start at the first
+//!   closed record whose key is past it (or in the open one), and trimming removes closed
+//!   records from the front while their key is below the oldest retained offset. A record
+//!   may hold events below that offset (a room that trims one event at a time keeps the
+//!   record until all of its events left); every reader skips them. The open record always
+//!   ends at the room's last offset: it is rewritten by each entry that publishes to the
+//!   room, and turned into per-event records by one that publishes while the layout is off.
+//!
+//! A node writes the second layout only while every member reads it (the version gate of
+//! `node/versions.rs`: closed records from peer protocol 4, open ones from 5): an older node
+//! that installed a snapshot of them would lose the history. Both are always read, so a state
+//! holding either or both (a room written before and after the gate opened, or while it was
+//! closed again for a joining node) loses nothing. The room's bookkeeping
+//! ([`super::RoomMeta`]) is the same in both.
 
 use std::collections::BTreeMap;
 
@@ -40,9 +48,14 @@ pub fn event_key(room: &str, offset: u64) -> Vec<u8> {
     Key::tag(keys::HISTORY).s(room).n(offset).build()
 }
 
-/// Key of a per-entry record whose last event has offset `last`.
+/// Key of a closed record whose last event has offset `last`.
 pub fn entry_key(room: &str, last: u64) -> Vec<u8> {
     Key::tag(keys::HISTORY_ENTRY).s(room).n(last).build()
+}
+
+/// Key of a room's open record.
+pub fn open_key(room: &str) -> Vec<u8> {
+    Key::tag(keys::HISTORY_OPEN).s(room).build()
 }
 
 fn event_prefix(room: &str) -> Vec<u8> {
@@ -89,22 +102,73 @@ impl Pending {
     }
 }
 
+/// A room's open record takes each entry's events in while it holds fewer event bytes than
+/// this (about nine events of 110 bytes), and is closed once it holds more.
+pub const GROW_BELOW_BYTES: usize = 1024;
+
+/// An event's share of a record's size bounds.
+fn event_bytes(ev: &HistoryEvent) -> usize {
+    ev.payload.len() + ev.event.len()
+}
+
 /// Writes `room`'s events of one entry that are still retained (offset at or past `first`,
-/// the room's oldest retained one; none if it is `None`), in records of at most
-/// [`MAX_RECORD_BYTES`].
+/// the room's oldest retained one; none if it is `None`) into its open record, or, once that
+/// holds [`GROW_BELOW_BYTES`] or more, closes it: its events and the entry's go to closed
+/// records of at most [`MAX_RECORD_BYTES`].
 pub fn write_entry<K: Kv + ?Sized>(
     kv: &mut K,
     room: &str,
     first: Option<u64>,
     evs: Vec<HistoryEvent>,
 ) -> Result<(), StateError> {
+    let key = open_key(room);
+    let held: Option<Vec<HistoryEvent>> = get(kv, &key)?;
+    let had_open = held.is_some();
     let Some(first) = first else {
+        if had_open {
+            kv.del(key);
+        }
         return Ok(());
     };
+    let mut record: Vec<HistoryEvent> = held
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.offset >= first)
+        .collect();
+    if let (Some(last), Some(next)) = (record.last(), evs.first()) {
+        if last.offset.checked_add(1) != Some(next.offset) {
+            // Not the events before this entry's (a state this version did not write):
+            // closed as they are, so records stay runs of consecutive offsets.
+            write_closed(kv, room, std::mem::take(&mut record))?;
+        }
+    }
+    record.extend(evs.into_iter().filter(|e| e.offset >= first));
+    if record.iter().map(event_bytes).sum::<usize>() < GROW_BELOW_BYTES {
+        if record.is_empty() {
+            if had_open {
+                kv.del(key);
+            }
+            return Ok(());
+        }
+        return put(kv, key, &record);
+    }
+    if had_open {
+        kv.del(key);
+    }
+    write_closed(kv, room, record)
+}
+
+/// Writes `evs` (consecutive offsets) as closed records of at most [`MAX_RECORD_BYTES`] (a
+/// larger single event has one of its own).
+fn write_closed<K: Kv + ?Sized>(
+    kv: &mut K,
+    room: &str,
+    evs: Vec<HistoryEvent>,
+) -> Result<(), StateError> {
     let mut record: Vec<HistoryEvent> = Vec::new();
     let mut bytes = 0;
-    for ev in evs.into_iter().filter(|e| e.offset >= first) {
-        let size = ev.payload.len() + ev.event.len();
+    for ev in evs {
+        let size = event_bytes(&ev);
         if !record.is_empty() && bytes + size > MAX_RECORD_BYTES {
             write_record(kv, room, &std::mem::take(&mut record))?;
             bytes = 0;
@@ -113,6 +177,29 @@ pub fn write_entry<K: Kv + ?Sized>(
         record.push(ev);
     }
     write_record(kv, room, &record)
+}
+
+/// For an entry that publishes to `room` while the open records are off (a member reads
+/// only per-event records): turns the room's open record, if any, into per-event records of
+/// its events still retained (offset at or past `first`), so the open record keeps ending at
+/// the room's last offset.
+pub fn close_open<K: Kv + ?Sized>(
+    kv: &mut K,
+    room: &str,
+    first: Option<u64>,
+) -> Result<(), StateError> {
+    let key = open_key(room);
+    let Some(held) = get::<Vec<HistoryEvent>, _>(kv, &key)? else {
+        return Ok(());
+    };
+    kv.del(key);
+    let Some(first) = first else {
+        return Ok(());
+    };
+    for ev in held.into_iter().filter(|e| e.offset >= first) {
+        put(kv, event_key(room, ev.offset), &ev)?;
+    }
+    Ok(())
 }
 
 fn write_record<K: Kv + ?Sized>(
@@ -127,8 +214,8 @@ fn write_record<K: Kv + ?Sized>(
 }
 
 /// Finds a room's events by offset (for the age limit), in either layout or among the
-/// entry's pending events; keeps the last per-entry record it decoded, as trimming asks for
-/// consecutive offsets.
+/// entry's pending events; keeps the last record of the second layout it decoded, as
+/// trimming asks for consecutive offsets.
 pub struct Finder<'p> {
     room: &'p str,
     pending: Option<&'p Pending>,
@@ -175,13 +262,14 @@ impl<'p> Finder<'p> {
         if let Some(pair) = kv.scan(&prefix, Some(&from), false).next() {
             let (_, v) = pair?;
             self.record = dec(&v)?;
-            return Ok(self
-                .record
-                .iter()
-                .find(|e| e.offset == offset)
-                .map(|e| e.ts_ms));
+        } else if let Some(open) = get(kv, &open_key(self.room))? {
+            self.record = open;
         }
-        Ok(None)
+        Ok(self
+            .record
+            .iter()
+            .find(|e| e.offset == offset)
+            .map(|e| e.ts_ms))
     }
 }
 
@@ -194,10 +282,10 @@ const DELETE_BY_KEY: u64 = 2;
 /// Removes `room`'s stored events with offsets from `from` (the room's oldest retained offset
 /// before a trim) up to, not including, `to` (the oldest after it; `None`: none is retained,
 /// and `last` is the room's last offset), in both layouts: per-event records in that range,
-/// and per-entry records whose last event is in it. Records ending below `from` are gone
-/// already (removed when the oldest offset passed them), so those are all the records whose
-/// events are no longer retained; a per-entry record that still holds a retained event stays
-/// whole.
+/// closed records whose last event is in it, and the open record when none is retained (it
+/// ends at the room's last offset). Records ending below `from` are gone already (removed
+/// when the oldest offset passed them), so those are all the records whose events are no
+/// longer retained; a record that still holds a retained event stays whole.
 pub fn remove_below<K: Kv + ?Sized>(
     kv: &mut K,
     room: &str,
@@ -205,6 +293,9 @@ pub fn remove_below<K: Kv + ?Sized>(
     to: Option<u64>,
     last: u64,
 ) -> Result<(), StateError> {
+    if to.is_none() {
+        kv.del(open_key(room));
+    }
     let to = to.unwrap_or(last.saturating_add(1));
     if from >= to {
         return Ok(());
@@ -236,7 +327,8 @@ pub fn remove_below<K: Kv + ?Sized>(
     Ok(())
 }
 
-/// `room`'s stored events with offsets at or past `from`, in offset order (both layouts).
+/// `room`'s stored events with offsets at or past `from`, in offset order (both layouts; the
+/// open record holds the newest of the second).
 pub fn events_from<K: KvRead + ?Sized>(
     kv: &K,
     room: &str,
@@ -252,6 +344,9 @@ pub fn events_from<K: KvRead + ?Sized>(
         let (_, v) = pair?;
         let evs: Vec<HistoryEvent> = dec(&v)?;
         out.extend(evs.into_iter().filter(|e| e.offset >= from));
+    }
+    if let Some(open) = get::<Vec<HistoryEvent>, _>(kv, &open_key(room))? {
+        out.extend(open.into_iter().filter(|e| e.offset >= from));
     }
     if per_event > 0 && out.len() > per_event {
         out.sort_by_key(|e| e.offset);
@@ -279,14 +374,18 @@ pub fn events_after<K: KvRead + ?Sized>(
         }
         out.push(ev);
     }
-    for pair in kv.scan(&entry_prefix(room), None, true) {
-        let (_, v) = pair?;
-        let evs: Vec<HistoryEvent> = dec(&v)?;
+    // The open record first (the newest events), then the closed ones from the newest. A
+    // record not all of whose events are wanted holds the boundary: the older ones hold none.
+    let open: Option<Vec<HistoryEvent>> = get(kv, &open_key(room))?;
+    let records = open.into_iter().map(Ok).chain(
+        kv.scan(&entry_prefix(room), None, true)
+            .map(|pair| pair.and_then(|(_, v)| dec::<Vec<HistoryEvent>>(&v))),
+    );
+    for evs in records {
+        let evs = evs?;
         let held = evs.len();
         let before = out.len();
         out.extend(evs.into_iter().rev().take_while(|e| newer(e)));
-        // A record not all of whose events are wanted holds the boundary: the older records
-        // hold none.
         if out.len() - before < held {
             break;
         }

@@ -23,7 +23,7 @@ fn expiry_index(sm: &Sm) -> Vec<(u64, String)> {
 }
 
 /// The lowest offset that ends a history record of `room` (a per-event record's offset, a
-/// per-entry record's last), and how many records it has.
+/// record's last), and how many records it has.
 fn stored(sm: &Sm, room: &str) -> (Option<u64>, usize) {
     let records = records(sm, room);
     (records.iter().map(|r| r.1).min(), records.len())
@@ -169,7 +169,8 @@ proptest! {
     }
 }
 
-/// Keys of `room`'s history records: (tag, offset the key ends with).
+/// `room`'s history records: (tag, offset of the last event; the key ends with it but for
+/// the open record's).
 fn records(sm: &Sm, room: &str) -> Vec<(u8, u64)> {
     let mut out = Vec::new();
     for tag in [keys::HISTORY, keys::HISTORY_ENTRY] {
@@ -180,11 +181,21 @@ fn records(sm: &Sm, room: &str) -> Vec<(u8, u64)> {
             out.push((tag, r.n().unwrap()));
         }
     }
+    if let Some(open) = open_offsets(sm, room) {
+        out.push((keys::HISTORY_OPEN, *open.last().unwrap()));
+    }
     out
 }
 
+/// The offsets of the events in `room`'s open record, if it has one.
+fn open_offsets(sm: &Sm, room: &str) -> Option<Vec<u64>> {
+    let v = sm.kv.get(&super::history::open_key(room)).unwrap()?;
+    let evs: Vec<crate::types::HistoryEvent> = keys::dec(&v).unwrap();
+    Some(evs.iter().map(|e| e.offset).collect())
+}
+
 #[test]
-fn an_entry_writes_one_record_per_room_once_every_member_reads_them() {
+fn an_entry_writes_one_record_per_room_once_every_member_reads_it() {
     let cmds = || {
         vec![
             publish("a", true, 10, 0),
@@ -196,8 +207,8 @@ fn an_entry_writes_one_record_per_room_once_every_member_reads_them() {
     let mut sm = Sm::new();
     sm.per_entry = true;
     sm.run(1, cmds());
-    assert_eq!(records(&sm, "a"), vec![(keys::HISTORY_ENTRY, 3)]);
-    assert_eq!(records(&sm, "b"), vec![(keys::HISTORY_ENTRY, 1)]);
+    assert_eq!(records(&sm, "a"), vec![(keys::HISTORY_OPEN, 3)]);
+    assert_eq!(records(&sm, "b"), vec![(keys::HISTORY_OPEN, 1)]);
     // While a member reads only the older layout: one record per event.
     let mut older = Sm::new();
     older.per_entry = false;
@@ -225,7 +236,8 @@ fn a_large_burst_is_split_into_bounded_records() {
         history_ttl_ms: 0,
     };
     sm.run(1, (0..10).map(big).collect());
-    // 10 events of 2,002 bytes: three per record fit in 6 KiB.
+    // 10 events of 2,002 bytes: closed at once (past GROW_BELOW_BYTES), three per record
+    // (6 KiB).
     assert_eq!(
         records(&sm, "a"),
         vec![
@@ -236,32 +248,114 @@ fn a_large_burst_is_split_into_bounded_records() {
         ]
     );
     assert_eq!(retained(&sm, "a"), (1..=10).collect::<Vec<_>>());
-    // Trimming removes whole records once all their events left, and only then.
+    // The next burst has records of its own.
     sm.run(2, (0..4).map(big).collect());
     assert_eq!(retained(&sm, "a"), (1..=14).collect::<Vec<_>>());
-    let mut small = Sm::new();
-    small.per_entry = true;
+    let ends: Vec<u64> = records(&sm, "a").iter().map(|r| r.1).collect();
+    assert_eq!(ends, vec![3, 6, 9, 10, 13, 14]);
+}
+
+/// A durable publish of `room` whose payload has `bytes` bytes.
+fn sized(room: &str, max: u32, bytes: usize) -> crate::types::Command {
+    crate::types::Command::Publish {
+        room: room.into(),
+        event: "ev".into(),
+        payload: vec![7; bytes],
+        durable: true,
+        history_max: max,
+        history_ttl_ms: 0,
+    }
+}
+
+/// The offsets of the events a closed record of `room` ending at `last` holds.
+fn record_offsets(sm: &Sm, room: &str, last: u64) -> Vec<u64> {
+    let v = sm
+        .kv
+        .get(&super::history::entry_key(room, last))
+        .unwrap()
+        .unwrap();
+    let evs: Vec<crate::types::HistoryEvent> = keys::dec(&v).unwrap();
+    evs.iter().map(|e| e.offset).collect()
+}
+
+#[test]
+fn a_room_with_few_events_per_entry_grows_its_open_record_up_to_a_bound() {
+    let (g, o) = (keys::HISTORY_ENTRY, keys::HISTORY_OPEN);
+    let mut sm = Sm::new();
+    sm.per_entry = true;
     let one = |max| publish("a", true, max, 0);
-    small.run(1, vec![one(3), one(3), one(3)]);
-    small.run(2, vec![one(3)]);
-    // Offsets 2-4 retained; the record of 1-3 stays (it holds 2 and 3).
-    assert_eq!(retained(&small, "a"), vec![2, 3, 4]);
+    sm.run(1, vec![one(3), one(3), one(3)]);
+    assert_eq!(records(&sm, "a"), vec![(o, 3)]);
+    sm.run(2, vec![one(3)]);
+    // Offsets 2-4 retained, in the open record; offset 1 left it.
+    assert_eq!(retained(&sm, "a"), vec![2, 3, 4]);
+    assert_eq!(open_offsets(&sm, "a"), Some(vec![2, 3, 4]));
+    sm.run(3, vec![one(3), one(3)]);
+    assert_eq!(retained(&sm, "a"), vec![4, 5, 6]);
+    assert_eq!(records(&sm, "a"), vec![(o, 6)]);
+    assert_eq!(open_offsets(&sm, "a"), Some(vec![4, 5, 6]));
+    // It takes more events only while it holds fewer than GROW_BELOW_BYTES: events of 302
+    // bytes (payload and name), one per entry, grow it to four (906 bytes before the
+    // fourth), which closes it; the fifth opens the next.
+    assert_eq!(super::history::GROW_BELOW_BYTES, 1024);
+    let mut big = Sm::new();
+    big.per_entry = true;
+    for _ in 0..6 {
+        big.run(1, vec![sized("a", 100, 300)]);
+    }
+    assert_eq!(records(&big, "a"), vec![(g, 4), (o, 6)]);
+    assert_eq!(record_offsets(&big, "a", 4), vec![1, 2, 3, 4]);
+    assert_eq!(open_offsets(&big, "a"), Some(vec![5, 6]));
+    assert_eq!(retained(&big, "a"), (1..=6).collect::<Vec<_>>());
     assert_eq!(
-        records(&small, "a"),
-        vec![(keys::HISTORY_ENTRY, 3), (keys::HISTORY_ENTRY, 4)]
+        read::history(&big.kv, "a", 3).unwrap().events,
+        read::history(&big.kv, "a", 0).unwrap().events[3..].to_vec()
     );
-    small.run(3, vec![one(3), one(3)]);
-    assert_eq!(retained(&small, "a"), vec![4, 5, 6]);
+    // Trimmed while it grows: the closed record goes once all of its events left.
+    big.run(1, vec![sized("a", 2, 300)]);
+    assert_eq!(retained(&big, "a"), vec![6, 7]);
+    assert_eq!(records(&big, "a"), vec![(o, 7)]);
+    assert_eq!(open_offsets(&big, "a"), Some(vec![6, 7]));
+    // Nothing retained (history 0): no record left.
+    big.run(1, vec![sized("a", 0, 300)]);
+    assert_eq!(retained(&big, "a"), Vec::<u64>::new());
+    assert_eq!(records(&big, "a"), vec![]);
+}
+
+#[test]
+fn an_entry_in_per_event_records_turns_the_open_record_into_them() {
+    let (h, o) = (keys::HISTORY, keys::HISTORY_OPEN);
+    let one = || publish("a", true, 10, 0);
+    let mut sm = Sm::new();
+    sm.per_entry = true;
+    sm.run(1, vec![one(), one(), one()]);
+    assert_eq!(records(&sm, "a"), vec![(o, 3)]);
+    let before = read::history(&sm.kv, "a", 0).unwrap().events;
+    // A member that reads only per-event records joined: the next entry writes those, and
+    // the open record becomes per-event records too (it would no longer end at the room's
+    // last offset).
+    sm.per_entry = false;
+    sm.run(2, vec![one()]);
+    assert_eq!(records(&sm, "a"), vec![(h, 1), (h, 2), (h, 3), (h, 4)]);
+    let after = read::history(&sm.kv, "a", 0).unwrap().events;
+    assert_eq!(after[..3], before[..]);
+    assert_eq!(retained(&sm, "a"), vec![1, 2, 3, 4]);
+    // And back: a new open record after them.
+    sm.per_entry = true;
+    sm.run(3, vec![one()]);
     assert_eq!(
-        records(&small, "a"),
-        vec![(keys::HISTORY_ENTRY, 4), (keys::HISTORY_ENTRY, 6)]
+        records(&sm, "a"),
+        vec![(h, 1), (h, 2), (h, 3), (h, 4), (o, 5)]
     );
+    assert_eq!(retained(&sm, "a"), vec![1, 2, 3, 4, 5]);
 }
 
 #[test]
 fn a_long_trim_in_both_layouts_leaves_only_the_records_of_retained_events() {
     let mut sm = Sm::new();
     let one = |max| publish("a", true, max, 0);
+    // Events of 302 bytes: an entry of four is past GROW_BELOW_BYTES, a closed record.
+    let four = || vec![sized("a", 100, 300); 4];
     // 40 per-event records, then 40 events in per-entry records of 4 (entries 41-80).
     sm.per_entry = false;
     for _ in 0..40 {
@@ -269,7 +363,7 @@ fn a_long_trim_in_both_layouts_leaves_only_the_records_of_retained_events() {
     }
     sm.per_entry = true;
     for _ in 0..10 {
-        sm.run(1, vec![one(100), one(100), one(100), one(100)]);
+        sm.run(1, four());
     }
     assert_eq!(records(&sm, "a").len(), 50);
     // A smaller limit trims 75 events at once (past the per-key bound: a scan).
@@ -280,14 +374,14 @@ fn a_long_trim_in_both_layouts_leaves_only_the_records_of_retained_events() {
         vec![
             (keys::HISTORY_ENTRY, 76),
             (keys::HISTORY_ENTRY, 80),
-            (keys::HISTORY_ENTRY, 81)
+            (keys::HISTORY_OPEN, 81)
         ]
     );
     // The same in the other direction: per-entry records first, then per-event ones.
     let mut other = Sm::new();
     other.per_entry = true;
     for _ in 0..10 {
-        other.run(1, vec![one(100), one(100), one(100), one(100)]);
+        other.run(1, four());
     }
     other.per_entry = false;
     for _ in 0..40 {

@@ -48,9 +48,12 @@ pub const DETACHED_EXP: u8 = b'X';
 pub const ROOM_META: u8 = b'H';
 /// room, offset → HistoryEvent: one record per event (`state/history.rs`).
 pub const HISTORY: u8 = b'h';
-/// room, last offset → [HistoryEvent]: a room's events of one log entry (`state/history.rs`;
+/// room, last offset → [HistoryEvent]: consecutive events of a room (`state/history.rs`;
 /// written while every member reads it).
 pub const HISTORY_ENTRY: u8 = b'g';
+/// room → [HistoryEvent]: a room's newest events, still growing (`state/history.rs`; written
+/// while every member reads it).
+pub const HISTORY_OPEN: u8 = b'o';
 /// expiry of the oldest event, room → ()
 pub const ROOM_EXP: u8 = b'T';
 /// `P | id` → the first result of a proposal id (dedup of retried proposals).

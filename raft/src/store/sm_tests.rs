@@ -342,7 +342,8 @@ async fn history_in_both_layouts_travels_with_a_snapshot_and_trims_on_either() {
     let (_src_db, src) = scratch_store(&dir.join("src"));
     let mut src = src.with_per_entry_layouts(per_entry.clone());
     // Per event while a member reads only that (entries 1-2), per entry once all read it
-    // (3-4): history_max 3 keeps offsets 2-4, one per-event record and two per-entry ones.
+    // (3-4): history_max 3 keeps offsets 2-4, one per-event record and the open record of
+    // 3-4.
     src.apply(vec![publish(1, "r"), publish(2, "r")])
         .await
         .unwrap();
@@ -352,7 +353,7 @@ async fn history_in_both_layouts_travels_with_a_snapshot_and_trims_on_either() {
         .unwrap();
     assert_eq!(offsets(&src, "r"), vec![2, 3, 4]);
     let tags: Vec<u8> = state_of(&src.kv).iter().map(|(k, _)| k[0]).collect();
-    assert!(tags.contains(&b'h') && tags.contains(&b'g'), "{tags:?}");
+    assert!(tags.contains(&b'h') && tags.contains(&b'o'), "{tags:?}");
     let snap = snapshot_of(&mut src).await;
     // Installed on a node whose gate is closed (a member joined): it reads both, and writes
     // and trims per event from there.
@@ -366,17 +367,14 @@ async fn history_in_both_layouts_travels_with_a_snapshot_and_trims_on_either() {
         .await
         .unwrap();
     assert_eq!(offsets(&sm, "r"), vec![4, 5, 6]);
-    // The per-event record of offset 2 and the per-entry one of 3 are gone.
-    let keys: Vec<u8> = state_of(&sm.kv)
+    // The open record became per-event records with the first publish; those of offsets 2
+    // and 3 are gone.
+    let keys: Vec<(u8, u8)> = state_of(&sm.kv)
         .iter()
-        .filter(|(k, _)| k[0] == b'h' || k[0] == b'g')
-        .map(|(k, _)| k[0])
+        .filter(|(k, _)| matches!(k[0], b'h' | b'g' | b'o'))
+        .map(|(k, _)| (k[0], k[k.len() - 1]))
         .collect();
-    assert_eq!(
-        keys,
-        vec![b'g', b'h', b'h'],
-        "offset 4 per entry, 5 and 6 per event"
-    );
+    assert_eq!(keys, vec![(b'h', 4), (b'h', 5), (b'h', 6)]);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
