@@ -21,8 +21,9 @@ use super::{Detached, RoomMeta, StateError};
 const GC_PER_ENTRY: usize = 256;
 
 /// Apply the entry at log `index`. Returns one result per command (`Err` = rejected command)
-/// and pushes the events to emit onto `out`. `per_entry`: write the history in one record
-/// per room per entry (every member reads it: `state/history.rs`); otherwise one per event.
+/// and pushes the events to emit onto `out`. `per_entry`: write the history in records of a
+/// room's consecutive events, the newest in its open record (every member reads them:
+/// `state/history.rs`); otherwise one record per event.
 pub fn apply_entry<K: Kv + ?Sized>(
     kv: &mut K,
     dedup: &mut Dedup,
@@ -88,7 +89,7 @@ struct Ctx<'a, K: Kv + ?Sized> {
     sids: SidIndex,
     /// The cluster epoch, read at the entry's first publish (every publish names it).
     epoch: Option<String>,
-    /// Write the history one record per room per entry.
+    /// Write the history in records of consecutive events (and open records).
     per_entry: bool,
     /// This entry's durable events, by room (with `per_entry`).
     pending: Pending,
