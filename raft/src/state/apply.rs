@@ -302,7 +302,8 @@ impl<K: Kv + ?Sized> Ctx<'_, K> {
     }
 
     /// After the entry's commands: removes the events the entry trimmed from the rooms'
-    /// history (once per room, not per publish) and writes its pending events.
+    /// history (once per room, not per publish), writes its pending events, and turns the
+    /// open records of rooms it wrote per event into per-event records.
     fn finish_history(&mut self) -> Result<(), StateError> {
         let mut pending = std::mem::take(&mut self.pending).into_rooms();
         for (room, was) in std::mem::take(&mut self.trimmed) {

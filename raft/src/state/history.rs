@@ -122,14 +122,12 @@ pub fn write_entry<K: Kv + ?Sized>(
     evs: Vec<HistoryEvent>,
 ) -> Result<(), StateError> {
     let key = open_key(room);
-    let held: Option<Vec<HistoryEvent>> = get(kv, &key)?;
-    let had_open = held.is_some();
     let Some(first) = first else {
-        if had_open {
-            kv.del(key);
-        }
+        kv.del(key);
         return Ok(());
     };
+    let held: Option<Vec<HistoryEvent>> = get(kv, &key)?;
+    let had_open = held.is_some();
     let mut record: Vec<HistoryEvent> = held
         .unwrap_or_default()
         .into_iter()
