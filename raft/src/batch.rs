@@ -164,7 +164,9 @@ async fn process(core: &Core, mut items: Vec<Item>) {
     let Some(deadline) = items.iter().map(|i| i.deadline).min() else {
         return;
     };
-    let mut metrics = core.raft.metrics();
+    // The server metrics (leader, vote, membership) rather than the full ones: a forward
+    // in flight waits on their changes, and the full metrics change several times per entry.
+    let mut metrics = core.raft.server_metrics();
     loop {
         if core.stopping() {
             return fail(items, ProposeError::ShuttingDown);
@@ -346,7 +348,7 @@ async fn process(core: &Core, mut items: Vec<Item>) {
 /// Resolves once the node follows a leader other than `l` (never, if the metrics close).
 async fn leader_replaced(
     metrics: &mut tokio::sync::watch::Receiver<
-        openraft::RaftMetrics<crate::types::NodeId, crate::types::NodeInfo>,
+        openraft::metrics::RaftServerMetrics<crate::types::NodeId, crate::types::NodeInfo>,
     >,
     l: crate::types::NodeId,
 ) {

@@ -45,11 +45,41 @@ pub struct TestServer {
     dir: PathBuf,
 }
 
+const DIR_PREFIX: &str = "raftcast-test-";
+
 fn temp_dir() -> PathBuf {
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(sweep_dead_dirs);
     let n: u64 = rand::random();
-    let dir = std::env::temp_dir().join(format!("raftcast-test-{}-{n:016x}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{n:016x}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
+}
+
+/// Removes the data directories of test processes that are gone: a server kept for a whole
+/// binary (`prop_server`'s) is never dropped, and a test killed by a timeout drops nothing.
+/// A directory whose process (by the pid in its name) still runs is left alone.
+fn sweep_dead_dirs() {
+    if !std::path::Path::new("/proc/self").exists() {
+        return; // no way to tell a live process from a dead one
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Starts a server with the default test flags plus `extra` (e.g. `["--history-size", "5"]`).

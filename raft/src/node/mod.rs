@@ -428,8 +428,13 @@ impl RaftNode {
 
     /// Resolves once this node's Raft has stopped by itself, with [`RaftNode::failure`]'s
     /// reason; never while it runs or after [`RaftNode::shutdown`].
+    ///
+    /// Watches the server metrics (vote, role, leader, membership), which change rarely and
+    /// close when the core stops, rather than the full metrics, which change several times
+    /// per log entry: the node's top-level future waits here, and each change woke the
+    /// thread that runs it (thousands of wake-ups a second under load).
     pub async fn failed(&self) -> String {
-        let mut m = self.core.raft.metrics();
+        let mut m = self.core.raft.server_metrics();
         loop {
             if let Some(why) = self.core.failure() {
                 return why;
