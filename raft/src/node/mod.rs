@@ -453,14 +453,24 @@ impl RaftNode {
     /// (so the local state has caught up at least to when this node started).
     pub fn is_ready(&self) -> bool {
         let c = &self.core;
-        let m = c.raft.metrics().borrow().clone();
+        // Read the three fields under the watch's lock, without cloning the whole metrics
+        // (every Socket.IO handshake asks this) and without holding the lock below.
+        let (running, leader_known, applied) = {
+            let m = c.raft.metrics();
+            let m = m.borrow();
+            (
+                m.running_state.is_ok(),
+                m.current_leader.is_some(),
+                m.last_applied.map(|l| l.index),
+            )
+        };
         let started = c.started_index.load(Ordering::Relaxed);
         c.ready.load(Ordering::Relaxed)
-            && m.running_state.is_ok()
-            && m.current_leader.is_some()
+            && running
+            && leader_known
             && c.reader.epoch().is_some()
             && started > 0
-            && m.last_applied.is_some_and(|l| l.index >= started)
+            && applied.is_some_and(|i| i >= started)
     }
 
     /// Wait until [`RaftNode::is_ready`] or the timeout.
