@@ -46,8 +46,11 @@ test(`${SOCKETS} sockets connect at once, all get "connected", then all leave an
           else resolve(c);
         });
         socket.once('connect_error', (err) => {
-          errors.push(err.message);
-          reject(new Error(`socket ${i}: connect_error ${err.message}`));
+          // A transport error carries the WebSocket's own error (a reset, an HTTP status) as
+          // its description: say it, so a failure tells which side gave up and why.
+          const why = err.description ? ` (${err.description.message || err.description})` : '';
+          errors.push(err.message + why);
+          reject(new Error(`socket ${i}: connect_error ${err.message}${why}`));
         });
       }),
     );
