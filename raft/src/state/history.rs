@@ -141,15 +141,10 @@ pub fn write_entry<K: Kv + ?Sized>(
         }
     }
     record.extend(evs.into_iter().filter(|e| e.offset >= first));
-    if record.iter().map(event_bytes).sum::<usize>() < GROW_BELOW_BYTES {
-        if record.is_empty() {
-            if had_open {
-                kv.del(key);
-            }
-            return Ok(());
-        }
+    if !record.is_empty() && record.iter().map(event_bytes).sum::<usize>() < GROW_BELOW_BYTES {
         return put(kv, key, &record);
     }
+    // Closed (or nothing retained: `write_closed` writes nothing for no events).
     if had_open {
         kv.del(key);
     }
