@@ -8,6 +8,11 @@
 //! `send` (at most [`LIMIT`] bytes each), and lets its buffer go once it is written out,
 //! so an idle connection holds no buffer here. The kernel's loopback/TCP path, not our
 //! code, is most of a delivery's cost: fewer sends for the same frames is what lowers it.
+//!
+//! A frame that is the only one before the next flush (most deliveries: one event to an
+//! idle connection) has nothing to be gathered with: the pump says so
+//! ([`Coalesce::set_direct`]) and it goes straight to the socket, without the copy, the
+//! allocation and the free of a buffer.
 
 use std::io;
 use std::pin::Pin;
@@ -25,6 +30,8 @@ pub(super) struct Coalesce<S> {
     /// Gathered bytes; `buf[..pos]` is already written.
     buf: Vec<u8>,
     pos: usize,
+    /// Writes go straight to the inner stream while nothing is gathered.
+    direct: bool,
 }
 
 impl<S> Coalesce<S> {
@@ -33,7 +40,14 @@ impl<S> Coalesce<S> {
             inner,
             buf: Vec::new(),
             pos: 0,
+            direct: false,
         }
+    }
+
+    /// Whether what is written next is all there will be before the next flush: then it
+    /// is not gathered (unless something already is, which it must follow).
+    pub(super) fn set_direct(&mut self, direct: bool) {
+        self.direct = direct;
     }
 
     /// Bytes accepted and not yet written to the inner stream.
@@ -70,8 +84,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
         if this.buf.len() >= LIMIT {
             ready!(this.poll_drain(cx))?;
         }
-        if this.buf.is_empty() && data.len() >= LIMIT {
-            // Large enough to be its own send: no copy.
+        if this.buf.is_empty() && (this.direct || data.len() >= LIMIT) {
+            // Alone before the flush, or large enough to be its own send: no copy.
             return Pin::new(&mut this.inner).poll_write(cx, data);
         }
         let n = data.len().min(LIMIT - this.buf.len());
@@ -177,6 +191,23 @@ mod tests {
         c.write_all(&big).await.unwrap();
         assert_eq!(c.pending(), 0);
         assert_eq!(c.inner.writes.last().map(Vec::len), Some(LIMIT + 10));
+    }
+
+    #[tokio::test]
+    async fn a_direct_write_skips_the_buffer_but_never_overtakes_it() {
+        let mut c = Coalesce::new(Counting::default());
+        c.set_direct(true);
+        c.write_all(b"alone").await.unwrap();
+        assert_eq!(c.inner.writes, vec![b"alone".to_vec()], "written at once");
+        assert_eq!(c.buf.capacity(), 0, "no buffer for a direct write");
+        // Something gathered before: a direct write goes behind it, in one send.
+        c.set_direct(false);
+        c.write_all(b"one").await.unwrap();
+        c.set_direct(true);
+        c.write_all(b"two").await.unwrap();
+        assert_eq!(c.inner.writes.len(), 1, "gathered bytes are not overtaken");
+        c.flush().await.unwrap();
+        assert_eq!(c.inner.writes, vec![b"alone".to_vec(), b"onetwo".to_vec()]);
     }
 
     #[tokio::test]

@@ -4,9 +4,8 @@
 //! already-encoded [`Frame`]s into the outbox under a short lock and wake the transport;
 //! the transport (the WebSocket task, or the pending long-poll) drains the whole outbox at
 //! once and writes it in one batch. An idle connection holds no buffer: the outbox is an
-//! empty `VecDeque`, which does not allocate.
+//! empty [`Frames`], which keeps one frame inline and allocates only for a second.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
@@ -17,6 +16,7 @@ use smallvec::SmallVec;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::clock::now_ms;
+use super::encode::Frames;
 use super::handler::RequestInfo;
 use super::signal::Signal;
 use super::socket::Socket;
@@ -100,7 +100,9 @@ impl DisconnectReason {
 
 #[derive(Default)]
 struct Outbox {
-    frames: VecDeque<Frame>,
+    /// The first frame is inline: a delivery of one frame to an idle connection (most
+    /// of them) allocates nothing here.
+    frames: Frames,
     bytes: usize,
 }
 
@@ -239,7 +241,7 @@ impl Conn {
     }
 
     /// Takes everything queued so far.
-    pub(crate) fn drain(&self) -> VecDeque<Frame> {
+    pub(crate) fn drain(&self) -> Frames {
         let mut out = self.outbox.lock();
         out.bytes = 0;
         std::mem::take(&mut out.frames)
@@ -408,6 +410,11 @@ mod tests {
         assert_eq!(got.len(), 3);
         assert_eq!(got[2], Frame::text("4b"));
         assert!(!c.has_pending());
+        // One frame (most deliveries) is kept inline: no allocation to queue it.
+        assert!(c.push_one(Frame::text("4c")));
+        let one = c.drain();
+        assert!(!one.spilled(), "a single frame needs no heap buffer");
+        assert_eq!(one.into_iter().collect::<Vec<_>>(), vec![Frame::text("4c")]);
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! reads the next packet. Used by the WebSocket transport (`ws.rs`), which opens and closes
 //! the connection around it.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
@@ -16,6 +15,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::conn::{Conn, DisconnectReason, Frame};
+use super::encode::Frames;
 use super::engine_packet::EnginePacket;
 use super::handler::BoxFuture;
 use super::inbound::Outcome;
@@ -68,8 +68,10 @@ pub(super) struct Pump<'a, S> {
     /// Handler work to finish before the next packet is read (keeps a socket's events in
     /// order).
     work: Option<BoxFuture<()>>,
-    /// Frames taken from the outbox and not yet handed to the WebSocket.
-    queued: VecDeque<Frame>,
+    /// Frames taken from the outbox and not yet handed to the WebSocket, newest first
+    /// (the next one is popped from the end; a `SmallVec` is half an iterator's size in
+    /// every idle connection's task).
+    queued: Frames,
     /// A large frame being sent in fragments.
     split: Option<Box<Split>>,
     /// Frames were handed to the WebSocket since the last flush.
@@ -91,7 +93,7 @@ impl<'a, S: Stream> Pump<'a, S> {
             ws,
             conn,
             work: None,
-            queued: VecDeque::new(),
+            queued: Frames::new(),
             split: None,
             unflushed: false,
             dirty: false,
@@ -119,6 +121,7 @@ impl<'a, S: Stream> Pump<'a, S> {
             if self.dirty && self.queued.is_empty() {
                 self.dirty = false;
                 self.queued = self.conn.drain();
+                self.queued.reverse();
             }
             match self.poll_write(cx) {
                 Poll::Ready(Err(e)) => {
@@ -153,11 +156,13 @@ impl<'a, S: Stream> Pump<'a, S> {
 
     /// What was taken from the outbox and not written yet, for the closing writes; None
     /// when a fragmented message was cut short (no data frame may follow it).
-    pub(super) fn leftover(&mut self) -> Option<VecDeque<Frame>> {
+    pub(super) fn leftover(&mut self) -> Option<Frames> {
         if self.split.is_some() {
             return None;
         }
-        Some(std::mem::take(&mut self.queued))
+        let mut left = std::mem::take(&mut self.queued);
+        left.reverse();
+        Some(left)
     }
 
     /// Hands the queued frames to the WebSocket, then flushes once. A large frame goes as
@@ -174,7 +179,7 @@ impl<'a, S: Stream> Pump<'a, S> {
                     }
                     msg
                 }
-                None => match self.queued.pop_front() {
+                None => match self.queued.pop() {
                     Some(f) if f.len() > FRAGMENT => {
                         let mut split = Split::new(f);
                         let (msg, last) = split.next_fragment();
@@ -187,12 +192,16 @@ impl<'a, S: Stream> Pump<'a, S> {
                     None => break,
                 },
             };
+            // Nothing follows this message before the flush: it need not be gathered.
+            let alone = self.split.is_none() && self.queued.is_empty();
+            self.ws.get_mut().set_direct(alone);
             self.ws.start_send_unpin(msg)?;
             self.unflushed = true;
         }
-        // All handed over: an idle connection keeps no queue allocated.
-        if self.queued.capacity() > 0 {
-            self.queued = VecDeque::new();
+        // All handed over: an idle connection keeps no queue allocated (a batch of more
+        // than one frame was on the heap).
+        if self.queued.spilled() {
+            self.queued = Frames::new();
         }
         if self.unflushed {
             ready!(self.ws.poll_flush_unpin(cx))?;
