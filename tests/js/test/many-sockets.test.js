@@ -34,7 +34,6 @@ test(`${SOCKETS} sockets connect at once, all get "connected", then all leave an
   const start = Date.now();
   const sockets = [];
   const connected = [];
-  const errors = [];
   for (let i = 0; i < SOCKETS; i++) {
     const u = users[i % USERS];
     const socket = makeSocket(env.clientUrl, { auth: { sessionId: u.sessionId }, transports: ['websocket'], timeout: 60_000 });
@@ -49,7 +48,6 @@ test(`${SOCKETS} sockets connect at once, all get "connected", then all leave an
           // A transport error carries the WebSocket's own error (a reset, an HTTP status) as
           // its description: say it, so a failure tells which side gave up and why.
           const why = err.description ? ` (${err.description.message || err.description})` : '';
-          errors.push(err.message + why);
           reject(new Error(`socket ${i}: connect_error ${err.message}${why}`));
         });
       }),
